@@ -1,0 +1,50 @@
+# skyline: `make demo` runs a local skyline, `make test` runs every check.
+# Both install what they need (rpm/rpmbuild) through the system package
+# manager when it is missing, and say so.
+
+GO        ?= go
+BIN       ?= bin
+FUZZTIME  ?= 30s
+BENCHTIME ?= 1s
+PKGS      := ./...
+
+.PHONY: all build test demo lint vet fmt-check staticcheck unit bench fuzz deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/skyline ./cmd/skyline
+
+# deps installs the system tools the tests and the demo run for real.
+deps:
+	@./scripts/need rpmbuild rpm
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	$(GO) tool staticcheck $(PKGS)
+
+lint: fmt-check vet staticcheck
+
+unit: deps
+	$(GO) test -race -timeout 14m $(PKGS)
+
+test: lint unit
+
+demo: deps build
+	@./scripts/demo
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) $(PKGS)
+
+# fuzz runs every Fuzz target for FUZZTIME each.
+fuzz:
+	@./scripts/fuzz $(FUZZTIME)
+
+clean:
+	rm -rf $(BIN)
