@@ -1,0 +1,543 @@
+// Package log is skyline's append-only Merkle log: it sequences entries,
+// deduplicates them, integrates them into an RFC 6962 tree
+// (github.com/transparency-dev/merkle), stores hash tiles and entry bundles
+// in the C2SP tlog-tiles layout (https://c2sp.org/tlog-tiles), signs C2SP
+// tlog-checkpoint notes (https://c2sp.org/tlog-checkpoint) and serves
+// inclusion and consistency proofs, all on a Pebble key-value store.
+//
+// An Add returns only once its entry is durable: sequencing and integration
+// happen in one atomic, fsynced storage batch, and batches form while the
+// previous one is being synced (group commit without a timer). A separate
+// goroutine signs a checkpoint at a fixed interval when the tree grew, after
+// recomputing the new part of the tree from what is stored.
+//
+// The log is generic over entry bytes; what it deduplicates and indexes by
+// NVR comes from the caller's Indexer. The storage layout, group commit and
+// recovery are described in docs/log.md.
+package log
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+)
+
+// Storage keys. Every key starts with a one-byte table prefix.
+const (
+	pfxEntry = 'e' // e | index(8)            -> entry bytes
+	pfxLeaf  = 'h' // h | leaf hash(32)       -> index(8)
+	pfxDedup = 'd' // d | dedup key           -> index(8)
+	pfxIndex = 'i' // i | nvr | 0 | index(8) | type -> empty
+	pfxTile  = 't' // t | level(1) | N(8)     -> concatenated hashes (1..256)
+)
+
+var (
+	keyState      = []byte("s") // size(8) | root(32): the commit record of every batch
+	keyCheckpoint = []byte("c") // the latest signed checkpoint note
+)
+
+var hasher = rfc6962.DefaultHasher
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func entryKey(idx uint64) []byte { return binary.BigEndian.AppendUint64([]byte{pfxEntry}, idx) }
+
+func leafKey(leaf []byte) []byte { return append([]byte{pfxLeaf}, leaf...) }
+
+func tileKey(level uint, n uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{pfxTile, byte(level)}, n)
+}
+
+func indexPrefix(nvr string) []byte {
+	k := append([]byte{pfxIndex}, nvr...)
+	return append(k, 0)
+}
+
+func indexKey(nvr string, idx uint64, typ string) []byte {
+	k := binary.BigEndian.AppendUint64(indexPrefix(nvr), idx)
+	return append(k, typ...)
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// Log is an append-only Merkle log. Its methods are safe for concurrent use.
+type Log struct {
+	cfg    Config
+	st     Storage
+	logger *slog.Logger
+	m      *metrics
+
+	reqs    chan *request
+	commits chan *prepared
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	// Owned by the sequencer goroutine (and Open before it starts).
+	next    uint64
+	rng     *compact.Range
+	partial [][]byte // per tile level: the hashes of the rightmost, incomplete tile
+
+	// Owned by the checkpoint goroutine: the tree as recomputed from storage
+	// up to the last signed checkpoint.
+	vrng *compact.Range
+
+	mu      sync.Mutex
+	size    uint64 // durable, integrated tree size
+	root    []byte // its root hash
+	pending map[string]uint64
+	failed  error
+	alarm   error
+	cp      checkpoint
+	cpCh    chan struct{} // closed and replaced on every publication
+	closed  bool
+}
+
+// checkpoint is a signed checkpoint of the log.
+type checkpoint struct {
+	size uint64
+	root []byte
+	note []byte
+	// Room for witness cosignatures (C2SP tlog-cosignature): a later
+	// SetCosignatures appends signature lines to note and serves the result.
+}
+
+type request struct {
+	entry    []byte
+	leaf     []byte
+	dedupKey []byte // storage key used for deduplication; nil: none
+	keys     []IndexKey
+	barrier  func() error
+
+	res  AddResult
+	err  error
+	done chan struct{}
+}
+
+type prepared struct {
+	batch *Batch
+	size  uint64
+	root  []byte
+	reqs  []*request
+	dedup []string
+	// barrier runs in the committer once every earlier batch committed.
+	barrier func() error
+	result  chan error
+}
+
+// Open opens or creates the log described by cfg, recovers its state from
+// storage and starts its goroutines. It refuses to start, with ErrCorrupt,
+// when the stored tree disagrees with itself or with the last signed
+// checkpoint.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	st := cfg.Storage
+	if st == nil {
+		var err error
+		if st, err = OpenPebble(cfg.Dir, cfg.Logger); err != nil {
+			return nil, err
+		}
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	l := &Log{
+		cfg:     cfg,
+		st:      st,
+		logger:  cfg.Logger,
+		m:       m,
+		reqs:    make(chan *request, cfg.MaxPending),
+		commits: make(chan *prepared),
+		pending: make(map[string]uint64),
+		cpCh:    make(chan struct{}),
+	}
+	if err := l.recover(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.wg.Add(3)
+	go l.sequence()
+	go l.commit()
+	go l.checkpointLoop()
+	return l, nil
+}
+
+func (c *Config) fill() error {
+	if c.Origin == "" || strings.ContainsAny(c.Origin, "\n") {
+		return fmt.Errorf("%w: Origin must be one non-empty line", ErrConfig)
+	}
+	if c.Signer == nil {
+		return fmt.Errorf("%w: Signer is required", ErrConfig)
+	}
+	if c.Dir == "" && c.Storage == nil {
+		return fmt.Errorf("%w: Dir or Storage is required", ErrConfig)
+	}
+	if c.CheckpointInterval < 0 || c.MaxEntrySize < 0 || c.MaxEntrySize > 65535 || c.MaxBatchEntries < 0 || c.MaxBatchBytes < 0 || c.MaxPending < 0 {
+		return fmt.Errorf("%w: negative limit or MaxEntrySize above 65535", ErrConfig)
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if c.MaxEntrySize == 0 {
+		c.MaxEntrySize = DefaultMaxEntrySize
+	}
+	if c.MaxBatchEntries == 0 {
+		c.MaxBatchEntries = DefaultMaxBatchEntries
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Close stops the log's goroutines, after committing the batches already
+// formed, and closes its storage. Adds still queued fail with ErrClosed.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	l.cancel()
+	l.wg.Wait()
+	return l.st.Close()
+}
+
+// Add appends entry to the log and returns its index once it is durable. An
+// entry whose dedup key is already in the log is not added again: the result
+// names the existing index with Duplicate set. If ctx ends first, Add returns
+// its error and the entry may or may not be in the log.
+func (l *Log) Add(ctx context.Context, entry []byte) (AddResult, error) {
+	if len(entry) == 0 || len(entry) > l.cfg.MaxEntrySize {
+		return AddResult{}, fmt.Errorf("%w: size %d not in 1..%d", ErrInvalidEntry, len(entry), l.cfg.MaxEntrySize)
+	}
+	r := &request{entry: bytes.Clone(entry), done: make(chan struct{})}
+	r.leaf = hasher.HashLeaf(r.entry)
+	if l.cfg.Indexer == nil {
+		r.dedupKey = leafKey(r.leaf)
+	} else {
+		dedup, keys, err := l.cfg.Indexer(r.entry)
+		if err != nil {
+			return AddResult{}, fmt.Errorf("%w: indexer: %w", ErrInvalidEntry, err)
+		}
+		if err := checkIndexKeys(keys); err != nil {
+			return AddResult{}, err
+		}
+		if len(dedup) > 0 {
+			r.dedupKey = append([]byte{pfxDedup}, dedup...)
+		}
+		r.keys = keys
+	}
+	select {
+	case l.reqs <- r:
+	case <-ctx.Done():
+		return AddResult{}, fmt.Errorf("log: add: %w", ctx.Err())
+	case <-l.ctx.Done():
+		return AddResult{}, ErrClosed
+	}
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return AddResult{}, fmt.Errorf("log: add: waiting for commit: %w", ctx.Err())
+	}
+}
+
+func checkIndexKeys(keys []IndexKey) error {
+	for _, k := range keys {
+		if k.NVR == "" || strings.IndexByte(k.NVR, 0) >= 0 || len(k.NVR) > 1024 || len(k.Type) > 1024 {
+			return fmt.Errorf("%w: index key %q/%q: NVR must be 1..1024 bytes without NUL, Type at most 1024 bytes", ErrInvalidEntry, truncate(k.NVR, 64), truncate(k.Type, 64))
+		}
+	}
+	return nil
+}
+
+func (l *Log) fail(r *request, err error) {
+	r.err = err
+	close(r.done)
+}
+
+// sequence forms batches from the queued Adds: everything that arrived while
+// the previous batch was being prepared or synced goes into the next one.
+func (l *Log) sequence() {
+	defer l.wg.Done()
+	defer close(l.commits)
+	var barrier *request
+	for {
+		var first *request
+		select {
+		case first = <-l.reqs:
+		case <-l.ctx.Done():
+			l.drain()
+			return
+		}
+		batch := []*request{}
+		if first.barrier != nil {
+			barrier = first
+		} else {
+			batch = append(batch, first)
+			n := len(first.entry)
+		collect:
+			for len(batch) < l.cfg.MaxBatchEntries && n < l.cfg.MaxBatchBytes {
+				select {
+				case r := <-l.reqs:
+					if r.barrier != nil {
+						barrier = r
+						break collect
+					}
+					batch = append(batch, r)
+					n += len(r.entry)
+				default:
+					break collect
+				}
+			}
+		}
+		if len(batch) > 0 {
+			p := l.prepare(batch)
+			if p != nil {
+				select {
+				case l.commits <- p:
+				case <-l.ctx.Done():
+					for _, r := range p.reqs {
+						l.fail(r, ErrClosed)
+					}
+					l.drain()
+					return
+				}
+			}
+		}
+		if barrier != nil {
+			p := &prepared{barrier: barrier.barrier, result: make(chan error, 1)}
+			select {
+			case l.commits <- p:
+				barrier.err = <-p.result
+				close(barrier.done)
+			case <-l.ctx.Done():
+				l.fail(barrier, ErrClosed)
+				l.drain()
+				return
+			}
+			barrier = nil
+		}
+	}
+}
+
+func (l *Log) drain() {
+	for {
+		select {
+		case r := <-l.reqs:
+			l.fail(r, ErrClosed)
+		default:
+			return
+		}
+	}
+}
+
+// prepare assigns indices, integrates the new leaves into the in-memory tree
+// and builds the storage batch. Duplicates of durable entries are answered
+// at once; duplicates of entries still in flight ride along with the batch.
+func (l *Log) prepare(batch []*request) *prepared {
+	l.mu.Lock()
+	failed := l.failed
+	l.mu.Unlock()
+	if failed != nil {
+		for _, r := range batch {
+			l.fail(r, failed)
+		}
+		return nil
+	}
+	b := &Batch{Ops: make([]Op, 0, 3*len(batch)+8)}
+	p := &prepared{batch: b}
+	dirty := map[uint]uint64{}
+	visit := func(id compact.NodeID, h []byte) {
+		// C2SP tlog-tiles: a tile at level L holds the hashes of tree level 8L.
+		if id.Level%TileHeight != 0 {
+			return
+		}
+		lvl := id.Level / TileHeight
+		for uint(len(l.partial)) <= lvl {
+			l.partial = append(l.partial, nil)
+		}
+		pos := id.Index % TileWidth
+		if pos == 0 {
+			l.partial[lvl] = l.partial[lvl][:0]
+		}
+		l.partial[lvl] = append(l.partial[lvl], h...)
+		if pos == TileWidth-1 {
+			b.Set(tileKey(lvl, id.Index/TileWidth), bytes.Clone(l.partial[lvl]))
+			delete(dirty, lvl)
+		} else {
+			dirty[lvl] = id.Index / TileWidth
+		}
+	}
+	added := 0
+	for _, r := range batch {
+		if r.dedupKey != nil {
+			k := string(r.dedupKey)
+			l.mu.Lock()
+			idx, ok := l.pending[k]
+			l.mu.Unlock()
+			if ok {
+				r.res = AddResult{Index: idx, Duplicate: true}
+				p.reqs = append(p.reqs, r)
+				continue
+			}
+			v, err := l.st.Get(r.dedupKey)
+			switch {
+			case err == nil && len(v) == 8 && binary.BigEndian.Uint64(v) < l.next:
+				r.res = AddResult{Index: binary.BigEndian.Uint64(v), Duplicate: true}
+				l.m.duplicate()
+				close(r.done)
+				continue
+			case err != nil && !errors.Is(err, ErrNotFound):
+				l.fail(r, fmt.Errorf("log: dedup lookup: %w", err))
+				continue
+			}
+		}
+		idx := l.next
+		l.next++
+		added++
+		if r.dedupKey != nil {
+			k := string(r.dedupKey)
+			l.mu.Lock()
+			l.pending[k] = idx
+			l.mu.Unlock()
+			p.dedup = append(p.dedup, k)
+		}
+		// Entry first: recovery finds a torn batch's other keys from its entries.
+		b.Set(entryKey(idx), r.entry)
+		b.Set(leafKey(r.leaf), u64(idx))
+		if r.dedupKey != nil && r.dedupKey[0] == pfxDedup {
+			b.Set(r.dedupKey, u64(idx))
+		}
+		for _, k := range r.keys {
+			b.Set(indexKey(k.NVR, idx, k.Type), nil)
+		}
+		if err := l.rng.Append(r.leaf, visit); err != nil {
+			// Only possible if the in-memory range is corrupt.
+			panic(fmt.Sprintf("log: append leaf %d: %v", idx, err))
+		}
+		r.res = AddResult{Index: idx}
+		p.reqs = append(p.reqs, r)
+	}
+	if len(p.reqs) == 0 {
+		return nil
+	}
+	p.size = l.next
+	if added > 0 {
+		for lvl, n := range dirty {
+			b.Set(tileKey(lvl, n), bytes.Clone(l.partial[lvl]))
+		}
+		root, err := l.rng.GetRootHash(nil)
+		if err != nil {
+			panic(fmt.Sprintf("log: root at %d: %v", l.next, err))
+		}
+		p.root = root
+		// The commit record goes last (see Storage).
+		b.Set(keyState, append(u64(p.size), root...))
+	}
+	return p
+}
+
+// commit writes the prepared batches in order, each with one fsync, and
+// acknowledges their Adds.
+func (l *Log) commit() {
+	defer l.wg.Done()
+	for p := range l.commits {
+		if p.barrier != nil {
+			l.mu.Lock()
+			err := l.failed
+			l.mu.Unlock()
+			if err == nil {
+				err = p.barrier()
+			}
+			p.result <- err
+			continue
+		}
+		l.mu.Lock()
+		err := l.failed
+		l.mu.Unlock()
+		if err == nil && p.batch.Len() > 0 {
+			if werr := l.st.Write(p.batch, true); werr != nil {
+				err = fmt.Errorf("%w: commit batch to size %d: %w", ErrFailed, p.size, werr)
+				l.logger.Error("log: storage write failed; refusing further adds until reopened", "size", p.size, "err", werr)
+			}
+		}
+		l.mu.Lock()
+		if err != nil && l.failed == nil {
+			l.failed = err
+		}
+		if err == nil && p.root != nil {
+			l.size, l.root = p.size, p.root
+		}
+		for _, k := range p.dedup {
+			delete(l.pending, k)
+		}
+		l.mu.Unlock()
+		if err == nil {
+			l.m.committed(p)
+		}
+		for _, r := range p.reqs {
+			if err != nil {
+				r.err = err
+			} else if r.res.Duplicate {
+				l.m.duplicate()
+			}
+			close(r.done)
+		}
+	}
+}
+
+// barrier runs fn in the committer once every batch formed before it is
+// committed, with the sequencer paused until fn returns.
+func (l *Log) barrier(ctx context.Context, fn func() error) error {
+	r := &request{barrier: fn, done: make(chan struct{})}
+	select {
+	case l.reqs <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-l.ctx.Done():
+		return ErrClosed
+	}
+	<-r.done
+	return r.err
+}
+
+// Size returns the durable, integrated tree size and its root hash.
+func (l *Log) Size() (uint64, []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.size, slices.Clone(l.root)
+}
