@@ -1,0 +1,327 @@
+// Package coord is skyline's coordinator: the job queue, the random leasing
+// of job slots to volunteer builders, lease expiry, and job closing.
+//
+// The coordinator's state is a deterministic fold over the log's entries
+// (enrolments, revocations, jobs, leases, lease ends, job closes, build
+// attestations, alarms and their clearings): Apply folds one entry in, so a
+// restarted server, a witness or an auditor re-derives the same state by
+// replaying the log. Decisions (Enqueue, NextLease, EndLease, Expire,
+// Closable) are returned as Reservations holding attest payloads that the
+// caller signs and appends to the log first and only then applies: the lease
+// is logged before the builder sees it (ARCHITECTURE.md, "Trust and failure
+// rules"). docs/coordinator.md is the specification this package implements;
+// comments of the form "coordinator.md §X" name the rule a line implements.
+package coord
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/fedora-skyline/skyline/attest"
+)
+
+// Errors returned by the coordinator, checked with errors.Is. Every error
+// means that nothing changed.
+var (
+	// ErrUnknownKey: the key id was never enrolled.
+	ErrUnknownKey = errors.New("unknown key")
+	// ErrRevoked: the key was revoked.
+	ErrRevoked = errors.New("key revoked")
+	// ErrNotBuilder: the key is enrolled, but not with the builder role.
+	ErrNotBuilder = errors.New("key not enrolled as a builder")
+	// ErrPaused: an alarm is active, so no lease is issued.
+	ErrPaused = errors.New("leasing paused by an active alarm")
+	// ErrNoJob: no open job is eligible for this builder right now.
+	ErrNoJob = errors.New("no eligible job")
+	// ErrUnknownJob: no job has this id.
+	ErrUnknownJob = errors.New("unknown job")
+	// ErrDuplicateJob: an open job for the same build exists (the enqueue
+	// key is the BuildID).
+	ErrDuplicateJob = errors.New("an open job for this build exists")
+	// ErrJobClosed: the job is closed.
+	ErrJobClosed = errors.New("job closed")
+	// ErrNoLease: no lease has this id.
+	ErrNoLease = errors.New("no such lease")
+	// ErrNotLeaseHolder: the key does not hold the lease.
+	ErrNotLeaseHolder = errors.New("key does not hold the lease")
+	// ErrBuildMismatch: the build is not the one the lease is for.
+	ErrBuildMismatch = errors.New("build does not match the lease")
+	// ErrLeaseExpired: the lease is past its expiry, or expired.
+	ErrLeaseExpired = errors.New("lease expired")
+	// ErrLeaseEnded: the lease was ended as failed or abandoned.
+	ErrLeaseEnded = errors.New("lease ended")
+	// ErrDelivered: the lease already delivered its whole result.
+	ErrDelivered = errors.New("lease already delivered its result")
+	// ErrBusy: another decision about the same lease, slot or job is being
+	// logged; retry.
+	ErrBusy = errors.New("another decision on it is being logged")
+	// ErrInvalid: a field value is malformed or out of range.
+	ErrInvalid = errors.New("invalid value")
+	// ErrDuplicate: the id (job, lease, key) is already in use.
+	ErrDuplicate = errors.New("duplicate id")
+	// ErrConflict: the entry contradicts the state (slot taken, attempt out
+	// of order, operator already on the job, lease not yet expired, job not
+	// closable, result set or parts inconsistent).
+	ErrConflict = errors.New("entry conflicts with the state")
+	// ErrSigner: the entry is not signed by a key allowed to make it.
+	ErrSigner = errors.New("wrong signer")
+	// ErrNoAlarm: the alarm to clear is not active.
+	ErrNoAlarm = errors.New("no such active alarm")
+	// ErrUnsupported: Apply was given a payload it does not know.
+	ErrUnsupported = errors.New("unsupported payload")
+)
+
+// Config configures a Coordinator. The zero value is usable: every field
+// has a default. MaxAttempts and Authority change what Apply accepts, so a
+// replay must use the values the log was written with.
+type Config struct {
+	// LeaseTTL is how long a lease lasts before it may be expired.
+	// Default 2h.
+	LeaseTTL time.Duration
+	// MaxAttempts is how many leases one slot may have in total: the first
+	// and MaxAttempts-1 re-leases after a failure, abandonment or expiry.
+	// Default 3.
+	MaxAttempts int
+	// DefaultWanted is the number of results (and slots) of a job enqueued
+	// with Wanted 0. Default 10.
+	DefaultWanted int
+	// MaxWanted bounds a job's Wanted. Default 100.
+	MaxWanted int
+	// Rand is the source of randomness for job choice and ids. Default
+	// crypto/rand; tests inject a seeded source.
+	Rand io.Reader
+	// Authority is the key id of the coordinator's signing key. When set,
+	// Apply refuses coordinator entries (enrolment, revocation, job, lease,
+	// lease end, job close) signed by another key, alarms not signed by an
+	// enrolled witness, and alarm clearings not signed by the authority or
+	// an enrolled admin. Empty: signers are not checked, except that a
+	// result must be signed by its lease's holder.
+	Authority string
+}
+
+func (cfg Config) withDefaults() Config {
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 2 * time.Hour
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.MaxWanted <= 0 {
+		cfg.MaxWanted = 100
+	}
+	if cfg.DefaultWanted <= 0 {
+		cfg.DefaultWanted = 10
+	}
+	if cfg.DefaultWanted > cfg.MaxWanted {
+		cfg.DefaultWanted = cfg.MaxWanted
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	return cfg
+}
+
+// Event is one parsed log entry as the coordinator sees it.
+type Event struct {
+	// Signer is the key id of the entry's one DSSE signature.
+	Signer string
+	// Payload is the parsed payload: attest.Enrolment, attest.Revocation,
+	// attest.Job, attest.Lease, attest.LeaseEnd, attest.JobClose,
+	// attest.Alarm, attest.AlarmClear (values or pointers), or a Result for
+	// a build attestation. attest.Verdict is accepted and ignored.
+	Payload any
+}
+
+// Result is what the coordinator needs from a builder's build attestation:
+// the build, the lease it was built under, and which part of which result
+// set the entry carries. A result set too large for one entry is split into
+// Parts entries numbered 0..Parts-1 that carry the same ResultSet digest.
+type Result struct {
+	Build     attest.BuildID
+	LeaseID   string
+	ResultSet string
+	Part      int
+	Parts     int
+}
+
+// Coordinator is the job queue and lease state. It is safe for concurrent
+// use.
+type Coordinator struct {
+	cfg Config
+
+	mu      sync.Mutex
+	keys    map[string]*key
+	jobs    map[string]*job
+	order   []*job                      // jobs in enqueue order
+	open    map[attest.BuildID]*job     // the open job of a build
+	builds  map[attest.BuildID][]*job   // every job of a build
+	leases  map[string]*lease           // every lease ever applied
+	live    map[string]*lease           // live leases
+	pool    map[string]*pool            // per arch: open jobs with a leasable slot
+	close   map[*job]struct{}           // jobs that may close now
+	alarms  map[uint64]attest.Alarm     // active alarms by log index
+	pending map[pendKey]*Reservation    // outstanding decisions
+	enqs    map[attest.BuildID]struct{} // builds with an outstanding enqueue
+}
+
+// New returns an empty coordinator: Apply every log entry in order to
+// rebuild its state.
+func New(cfg Config) *Coordinator {
+	return &Coordinator{
+		cfg:     cfg.withDefaults(),
+		keys:    make(map[string]*key),
+		jobs:    make(map[string]*job),
+		open:    make(map[attest.BuildID]*job),
+		builds:  make(map[attest.BuildID][]*job),
+		leases:  make(map[string]*lease),
+		live:    make(map[string]*lease),
+		pool:    make(map[string]*pool),
+		close:   make(map[*job]struct{}),
+		alarms:  make(map[uint64]attest.Alarm),
+		pending: make(map[pendKey]*Reservation),
+		enqs:    make(map[attest.BuildID]struct{}),
+	}
+}
+
+// key is an enrolled key.
+type key struct {
+	enrol      attest.Enrolment
+	index      uint64
+	revoked    bool
+	revocation attest.Revocation
+	revokedAt  uint64
+}
+
+// job is a job and its slots.
+type job struct {
+	j       attest.Job
+	index   uint64
+	slots   []slot
+	ops     map[string]opState // operators that held, hold or are reserved a lease
+	live    int                // slots with a live lease
+	free    int                // slots leasable now: no lease, not reserved, not delivered, attempts left
+	held    int                // slots reserved by an outstanding lease decision
+	done    int                // slots whose lease delivered its whole result
+	closing bool               // a JobClose decision is outstanding
+	closed  bool
+	jc      attest.JobClose
+	closeAt uint64
+	poolAt  int // position in its arch pool, -1 when absent
+}
+
+type opState uint8
+
+const (
+	opReserved opState = iota + 1
+	opLeased
+)
+
+// slot is one of a job's Wanted result slots.
+type slot struct {
+	attempts int    // leases applied on this slot
+	lease    *lease // the live lease
+	reserved bool
+	done     bool
+	result   *lease // the lease that delivered, when done
+}
+
+// lease is an applied lease.
+type lease struct {
+	l      attest.Lease
+	index  uint64
+	job    *job
+	ended  bool
+	end    attest.LeaseEnd
+	endAt  uint64
+	done   bool   // the whole result set is in
+	set    string // result-set digest of the parts seen
+	parts  []uint64
+	seen   []bool
+	nseen  int
+	holds  int    // outstanding result holds
+	ending string // reason of an outstanding LeaseEnd decision
+}
+
+// pool is an indexed set of jobs, for uniform random choice in O(1).
+type pool struct{ jobs []*job }
+
+func (p *pool) add(j *job) {
+	j.poolAt = len(p.jobs)
+	p.jobs = append(p.jobs, j)
+}
+
+func (p *pool) remove(j *job) {
+	last := p.jobs[len(p.jobs)-1]
+	p.jobs[j.poolAt] = last
+	last.poolAt = j.poolAt
+	p.jobs = p.jobs[:len(p.jobs)-1]
+	j.poolAt = -1
+}
+
+// refresh recomputes a job's membership of its arch pool and of the
+// closable set after its state changed. Callers hold c.mu.
+func (c *Coordinator) refresh(j *job) {
+	// coordinator.md §Leasing: a job is leasable when open, not closing,
+	// with a free slot.
+	leasable := !j.closed && !j.closing && j.free > 0
+	p := c.pool[j.j.Build.Arch]
+	switch {
+	case leasable && j.poolAt < 0:
+		if p == nil {
+			p = &pool{}
+			c.pool[j.j.Build.Arch] = p
+		}
+		p.add(j)
+	case !leasable && j.poolAt >= 0:
+		p.remove(j)
+	}
+	if !j.closed && !j.closing && c.closable(j) {
+		c.close[j] = struct{}{}
+	} else {
+		delete(c.close, j)
+	}
+}
+
+// closable reports whether a job may close. coordinator.md §Closing: its
+// wanted results are in, or its leases are spent (no slot can be leased and
+// no lease is live or being logged).
+func (c *Coordinator) closable(j *job) bool {
+	if j.done == len(j.slots) {
+		return true
+	}
+	return j.live == 0 && j.free == 0 && j.held == 0
+}
+
+// randN returns a uniform integer in [0, n) from the configured source.
+func (c *Coordinator) randN(n int) (int, error) {
+	if n <= 0 {
+		return 0, fmt.Errorf("coord: random choice among %d: %w", n, ErrInvalid)
+	}
+	// Reject the low 2^64 mod n values so that every residue is equally
+	// likely.
+	thresh := -uint64(n) % uint64(n)
+	var b [8]byte
+	for {
+		if _, err := io.ReadFull(c.cfg.Rand, b[:]); err != nil {
+			return 0, fmt.Errorf("coord: read randomness: %w", err)
+		}
+		v := binary.LittleEndian.Uint64(b[:])
+		if v >= thresh {
+			return int(v % uint64(n)), nil
+		}
+	}
+}
+
+// newID returns a random 128-bit id in lowercase hex.
+func (c *Coordinator) newID() (string, error) {
+	var b [16]byte
+	if _, err := io.ReadFull(c.cfg.Rand, b[:]); err != nil {
+		return "", fmt.Errorf("coord: read randomness: %w", err)
+	}
+	return fmt.Sprintf("%x", b[:]), nil
+}
