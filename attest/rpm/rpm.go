@@ -301,16 +301,24 @@ func readHeader(r io.Reader, what string, regionTag uint32, maxSize int64) (*Hea
 	}
 	il := int64(binary.BigEndian.Uint32(intro[8:]))
 	dl := int64(binary.BigEndian.Uint32(intro[12:]))
-	if il == 0 || il > MaxIndexEntries {
+	if il == 0 {
+		return nil, fmt.Errorf("%w: %s has no index entries", ErrMalformed, what)
+	}
+	if il > MaxIndexEntries {
 		return nil, fmt.Errorf("%w: %s: %d index entries (limit %d)", ErrHeaderTooLarge, what, il, MaxIndexEntries)
 	}
 	if il*16+dl > maxSize {
 		return nil, fmt.Errorf("%w: %s: %d index entries and %d data bytes (limit %d)", ErrHeaderTooLarge, what, il, dl, maxSize)
 	}
-	buf := make([]byte, il*16+dl)
-	if err := readFull(r, buf, what); err != nil {
-		return nil, err
+	// Grow the buffer as bytes arrive rather than trusting the announced
+	// size, so a short file cannot make us allocate the limit.
+	var b bytes.Buffer
+	if n, err := io.CopyN(&b, r, il*16+dl); err == io.EOF {
+		return nil, fmt.Errorf("%w: %s: got %d of %d bytes", ErrTruncated, what, n, il*16+dl)
+	} else if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
+	buf := b.Bytes()
 	h, err := parseHeader(buf[:il*16], buf[il*16:], regionTag)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
