@@ -48,13 +48,13 @@ type JobRecord struct {
 
 // Done is a finished job as kept in the recent history.
 type Done struct {
-	LeaseID  string        `json:"lease_id"`
+	LeaseID  string         `json:"lease_id"`
 	Build    attest.BuildID `json:"build"`
-	Outcome  string        `json:"outcome"` // acknowledged|failed|abandoned
-	Detail   string        `json:"detail,omitempty"`
-	Acks     []Ack         `json:"acks,omitempty"`
-	Started  time.Time     `json:"started"`
-	Finished time.Time     `json:"finished"`
+	Outcome  string         `json:"outcome"` // acknowledged|failed|abandoned
+	Detail   string         `json:"detail,omitempty"`
+	Acks     []Ack          `json:"acks,omitempty"`
+	Started  time.Time      `json:"started"`
+	Finished time.Time      `json:"finished"`
 	// BuildSeconds and AckSeconds are the build time and the time from the
 	// end of the build to the verified acknowledgement.
 	BuildSeconds float64 `json:"build_seconds,omitempty"`
@@ -84,7 +84,7 @@ type Stats struct {
 	Recent   []Done   `json:"recent"` // newest last, at most maxRecent
 	// Notices are the notices received about this builder, deduplicated by
 	// their log index.
-	Notices []Notice `json:"notices"`
+	Notices []Notice  `json:"notices"`
 	Updated time.Time `json:"updated"`
 }
 
