@@ -55,7 +55,7 @@ func NewFakeHub(t testing.TB) *FakeHub {
 		root:      t.TempDir(),
 		rpms:      map[int64][]map[string]any{},
 		sigs:      map[int64][]map[string]any{},
-		nextBuild: 2_600_000, // Fedora's build ids are in the millions
+		nextBuild: 2_600_000,     // Fedora's build ids are in the millions
 		nextRPM:   4_000_000_000, // beyond 32 bits: sent as <i8>
 		event:     130_000_000,
 		eventTS:   1_764_000_000.5,
@@ -101,7 +101,7 @@ func (h *FakeHub) FailNext(n, code int) {
 // BuildSpec describes a build to add to the fake hub.
 type BuildSpec struct {
 	Name, Version, Release string
-	Volume                 string  // "" or "DEFAULT" for the default volume
+	Volume                 string // "" or "DEFAULT" for the default volume
 	State                  koji.BuildState
 	CompletionTS           float64 // seconds since the epoch; 0 leaves it nil
 	Owner                  string
@@ -148,8 +148,8 @@ func (h *FakeHub) AddBuild(t testing.TB, b BuildSpec, files []RPMFile) int64 {
 		"completion_time": nil, "completion_ts": nil,
 		"promotion_time": nil, "promotion_ts": nil, "promoter_id": nil, "promoter_name": nil,
 		"source": "git+https://src.fedoraproject.org/rpms/" + b.Name + ".git#0123456789abcdef",
-		"extra": map[string]any{"source": map[string]any{"original_url": "git+https://src.fedoraproject.org/rpms/" + b.Name + ".git#rawhide"}},
-		"cg_id": nil, "cg_name": nil,
+		"extra":  map[string]any{"source": map[string]any{"original_url": "git+https://src.fedoraproject.org/rpms/" + b.Name + ".git#rawhide"}},
+		"cg_id":  nil, "cg_name": nil,
 	}
 	if b.CompletionTS != 0 {
 		build["completion_time"] = isoTime(b.CompletionTS)
@@ -177,8 +177,8 @@ func (h *FakeHub) AddBuild(t testing.TB, b BuildSpec, files []RPMFile) int64 {
 		}
 		r := map[string]any{
 			"id": rid, "name": hdr.name, "version": hdr.version, "release": hdr.release,
-			"nvr":   hdr.name + "-" + hdr.version + "-" + hdr.release,
-			"arch":  hdr.arch, "epoch": nil, "draft": false,
+			"nvr":  hdr.name + "-" + hdr.version + "-" + hdr.release,
+			"arch": hdr.arch, "epoch": nil, "draft": false,
 			"payloadhash": hdr.sigmd5, "size": st.Size(), "buildtime": hdr.buildtime,
 			"build_id": id, "buildroot_id": int64(50_000_000), "external_repo_id": int64(0),
 			"external_repo_name": "INTERNAL", "metadata_only": false, "extra": nil,
