@@ -226,12 +226,10 @@ func (l *Log) recover(ctx context.Context) error {
 
 	// The stored tree must extend the last signed checkpoint: a restarted log
 	// never signs a smaller or different tree.
-	l.vrng = rng
 	raw, err := l.st.Get(keyCheckpoint)
 	if errors.Is(err, ErrNotFound) {
-		if size > 0 {
-			l.vrng = rangeFactory.NewEmptyRange(0)
-		}
+		// Never signed: the first checkpoint verifies the whole tree.
+		l.vrng = rangeFactory.NewEmptyRange(0)
 		return nil
 	}
 	if err != nil {
