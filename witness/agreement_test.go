@@ -92,14 +92,6 @@ func subjects(set string) map[string]string {
 	return s
 }
 
-func outlierIndices(o Outcome) []uint64 {
-	var out []uint64
-	for _, x := range o.Outliers {
-		out = append(out, x.Index)
-	}
-	return out
-}
-
 // TestAgreeVerdicts runs one scenario per verdict and rule of
 // ARCHITECTURE.md "Agreement".
 func TestAgreeVerdicts(t *testing.T) {
