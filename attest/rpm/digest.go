@@ -185,7 +185,7 @@ func digestParts(r io.Reader, name string) (Digest, *parts, error) {
 	if check != nil {
 		w = io.MultiWriter(ps, check)
 	}
-	buf := make([]byte, 128<<10)
+	buf := make([]byte, 64<<10)
 	n, err := io.CopyBuffer(w, onlyReader{pkg.Payload}, buf)
 	if err != nil {
 		return Digest{}, nil, err
@@ -285,10 +285,11 @@ type fileHasher struct {
 	free  chan []byte
 	done  chan []byte
 	total []byte
+	made  int // buffers allocated
 }
 
 const (
-	hashChunk   = 128 << 10
+	hashChunk   = 64 << 10
 	hashBuffers = 4
 )
 
@@ -299,10 +300,8 @@ func newFileHasher(r io.Reader) *fileHasher {
 		free: make(chan []byte, hashBuffers),
 		done: make(chan []byte, 1),
 	}
-	for range hashBuffers - 1 {
-		f.free <- make([]byte, 0, hashChunk)
-	}
 	f.buf = make([]byte, 0, hashChunk)
+	f.made = 1
 	go func() {
 		h := sha256.New()
 		for b := range f.full {
@@ -321,10 +320,25 @@ func (f *fileHasher) Read(p []byte) (int, error) {
 		f.buf, q = f.buf[:len(f.buf)+k], q[k:]
 		if len(f.buf) == cap(f.buf) {
 			f.full <- f.buf
-			f.buf = <-f.free
+			f.buf = f.next()
 		}
 	}
 	return n, err
+}
+
+// next returns a free buffer, making one while fewer than hashBuffers
+// exist, so that small files cost one buffer.
+func (f *fileHasher) next() []byte {
+	select {
+	case b := <-f.free:
+		return b
+	default:
+	}
+	if f.made < hashBuffers {
+		f.made++
+		return make([]byte, 0, hashChunk)
+	}
+	return <-f.free
 }
 
 func (f *fileHasher) sum() []byte {

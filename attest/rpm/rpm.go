@@ -334,6 +334,7 @@ func parseHeader(index, data []byte, regionTag uint32) (*Header, error) {
 	dl := int64(len(data))
 	h := &Header{Entries: make([]Entry, 0, il)}
 	extents := make([]extent, 0, il)
+	var covered int64
 	for i := 0; i < il; i++ {
 		b := index[i*16:]
 		tag := binary.BigEndian.Uint32(b)
@@ -377,6 +378,11 @@ func parseHeader(index, data []byte, regionTag uint32) (*Header, error) {
 				return nil, fmt.Errorf("%w: entry %d (%s): %d values of %d bytes at offset %d overrun data store of %d bytes", ErrMalformed, i, name, count, size, off, dl)
 			}
 			n = count * size
+		}
+		// Entries may not share bytes, so their data adds up to at most
+		// the store; checking as we go keeps string scanning linear.
+		if covered += n; covered > dl {
+			return nil, fmt.Errorf("%w: entry %d (%s): entries' data exceeds the data store", ErrMalformed, i, name)
 		}
 		isRegion := tag >= tagHeaderImage && tag <= tagHeaderRegions
 		if isRegion {
