@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // ErrConfig is returned for a configuration that cannot run.
@@ -184,6 +185,8 @@ func (c Config) Validate() error {
 		return bad("key is required")
 	case c.LogKey == "":
 		return bad("log_key is required")
+	case !validVerifierKey(c.LogKey):
+		return bad("log_key %q is not a signed-note verifier key", c.LogKey)
 	case c.Backend != BackendMock && c.Backend != BackendRpmbuild:
 		return bad("backend %q is not %q or %q", c.Backend, BackendMock, BackendRpmbuild)
 	case c.Backend == BackendMock && c.Chroot == "":
@@ -210,4 +213,9 @@ func (c Config) Validate() error {
 		return bad("log_tail %d is not between 0 and 60000", c.LogTail)
 	}
 	return nil
+}
+
+func validVerifierKey(vkey string) bool {
+	_, err := note.NewVerifier(vkey)
+	return err == nil
 }
