@@ -378,11 +378,10 @@ func TestBreakerBadState(t *testing.T) {
 	}
 }
 
-// FuzzBreakerState: persisted state either loads into a breaker whose
+// FuzzBreakerState (seeds in testdata/fuzz): persisted state either loads into a breaker whose
 // state re-marshals stably and keeps working, or is rejected with ErrState
 // and changes nothing.
 func FuzzBreakerState(f *testing.F) {
-	f.Add([]byte(`{"config":{"window":100,"threshold":0.05,"min_sample":100,"mismatches":2,"mismatch_window":86400000000000},"last":5,"window":[{"index":1,"outlier":true},{"index":2}],"mismatches":[{"build":{"nvr":"a","arch":"x","srpm_sha256":"y"},"at":3,"time":"2026-01-01T00:00:00Z"}],"alarm":null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := NewBreaker(smallConfig())
 		if err != nil {
