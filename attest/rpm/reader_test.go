@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -32,14 +34,25 @@ func layoutOf(t testing.TB, raw []byte) layout {
 	return l
 }
 
-// smallRPM returns the bytes of a freshly built hello-doc RPM.
+// small is a hello-doc RPM, built once per test binary.
+var small struct {
+	sync.Mutex
+	raw []byte
+}
+
+// smallRPM returns a copy of the bytes of a hello-doc RPM.
 func smallRPM(t testing.TB) []byte {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(rebuild(t, "hello.spec", nil), "hello-doc-1.0-1.noarch.rpm"))
-	if err != nil {
-		t.Fatal(err)
+	small.Lock()
+	defer small.Unlock()
+	if small.raw == nil {
+		raw, err := os.ReadFile(filepath.Join(rebuild(t, "hello.spec", nil), "hello-doc-1.0-1.noarch.rpm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		small.raw = raw
 	}
-	return raw
+	return bytes.Clone(small.raw)
 }
 
 func digestBytes(b []byte) (Digest, error) {
@@ -216,5 +229,51 @@ func TestGarbage(t *testing.T) {
 	}
 	if _, err := digestBytes(nil); !errors.Is(err, ErrTruncated) {
 		t.Errorf("empty input: %v, want ErrTruncated", err)
+	}
+}
+
+func TestPayloadDigestAlgorithm(t *testing.T) {
+	raw := smallRPM(t)
+	l := layoutOf(t, raw)
+	algo := entryOf(t, raw, l, TagPayloadDigestAlgo)
+	at := l.main + 16 + 16*l.mainIL + int(be(raw[algo+8:]))
+	if got := be(raw[at:]); got != 8 {
+		t.Fatalf("PAYLOADDIGESTALGO = %d, want 8 (SHA-256)", got)
+	}
+	tests := []struct {
+		algo uint32
+		want error
+	}{
+		{10, ErrPayloadDigestMismatch}, // SHA-512 of the payload is not the SHA-256 stored
+		{99, ErrUnsupported},
+	}
+	for _, tt := range tests {
+		b := bytes.Clone(raw)
+		binary.BigEndian.PutUint32(b[at:], tt.algo)
+		if _, err := digestBytes(b); !errors.Is(err, tt.want) {
+			t.Errorf("PAYLOADDIGESTALGO %d: %v, want %v", tt.algo, err, tt.want)
+		}
+	}
+}
+
+func TestReadStopsAtPayload(t *testing.T) {
+	raw := smallRPM(t)
+	l := layoutOf(t, raw)
+	p, err := Read(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.PayloadSize != int64(len(raw)-l.payload) || p.Header.Size != int64(l.payload-l.main) || p.Lead.Type != 0 {
+		t.Errorf("PayloadSize %d, header size %d, lead type %d; want %d, %d, 0", p.PayloadSize, p.Header.Size, p.Lead.Type, len(raw)-l.payload, l.payload-l.main)
+	}
+	payload, err := io.ReadAll(p.Payload)
+	if err != nil || !bytes.Equal(payload, raw[l.payload:]) {
+		t.Errorf("Payload read %d bytes, %v; want the %d bytes after the main header", len(payload), err, len(raw)-l.payload)
+	}
+	if s, ok, err := p.Header.String(TagName); s != "hello-doc" || !ok || err != nil {
+		t.Errorf("NAME = %q, %v, %v", s, ok, err)
+	}
+	if _, _, err := p.Header.Uint32(TagName); !errors.Is(err, ErrMalformed) {
+		t.Errorf("Uint32 of a string tag: %v, want ErrMalformed", err)
 	}
 }

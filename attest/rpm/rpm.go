@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 )
 
 // Errors returned for bad input. They are wrapped with context; check them
@@ -221,10 +222,18 @@ func read(r io.Reader) (*Package, error) {
 			return nil, fmt.Errorf("%w: main header: missing %s", ErrMalformed, tagName(tag))
 		}
 	}
+	// format.md "Signature": SIZE / LONGSIZE is the size of main header +
+	// payload.
 	size := int64(-1)
-	if e, ok := sig.Get(sigTagLongSize); ok && e.Type == TypeInt64 {
+	if e, ok := sig.Get(sigTagLongSize); ok {
+		if e.Type != TypeInt64 {
+			return nil, fmt.Errorf("%w: signature header: LONGSIZE has type %d", ErrMalformed, e.Type)
+		}
 		size = int64(binary.BigEndian.Uint64(e.Data))
-	} else if e, ok := sig.Get(sigTagSize); ok && e.Type == TypeInt32 {
+	} else if e, ok := sig.Get(sigTagSize); ok {
+		if e.Type != TypeInt32 {
+			return nil, fmt.Errorf("%w: signature header: SIZE has type %d", ErrMalformed, e.Type)
+		}
 		size = int64(binary.BigEndian.Uint32(e.Data))
 	}
 	p := &Package{Lead: l, Signature: sig, Header: h, PayloadSize: -1}
@@ -341,7 +350,10 @@ func parseHeader(index, data []byte, regionTag uint32) (*Header, error) {
 		typ := binary.BigEndian.Uint32(b[4:])
 		off := int64(int32(binary.BigEndian.Uint32(b[8:])))
 		count := int64(binary.BigEndian.Uint32(b[12:]))
-		name := tagName(tag)
+		name := "tag " + strconv.FormatUint(uint64(tag), 10)
+		if regionTag == tagHeaderImmutable {
+			name = tagName(tag) // main-header names; signature tags reuse numbers
+		}
 		if typ == TypeNull || typ > TypeI18NString {
 			return nil, fmt.Errorf("%w: entry %d (%s): type %d", ErrMalformed, i, name, typ)
 		}
