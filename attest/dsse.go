@@ -10,8 +10,8 @@ import (
 
 // envelope is a DSSE envelope (DSSE v1.0 "Envelope" JSON).
 type envelope struct {
-	PayloadType string      `json:"payloadType"`
-	Payload     string      `json:"payload"`
+	PayloadType string   `json:"payloadType"`
+	Payload     string   `json:"payload"`
 	Signatures  []envSig `json:"signatures"`
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -12,11 +13,12 @@ import (
 
 // Go's encoding/json accepts duplicate keys (last wins), unknown fields
 // (unless asked) and keys that match a field name only case-insensitively.
-// An attacker could use either to make two parsers read one entry two ways,
-// so every JSON document from outside first goes through checkJSON, which
-// walks it once against the exact field names of the Go type it will be
-// decoded into (RFC 8259 grammar, UTF-8, depth-limited), and only then
-// through json.Unmarshal.
+// An attacker could use either to make two parsers read one entry two ways.
+// So JSON from outside is decoded here instead, in one pass over the bytes
+// (RFC 8259 grammar, UTF-8, depth-limited) that matches every object key
+// against the exact field names of the Go type it fills. It knows only the
+// kinds skyline's entry types use: structs, slices, map[string]T, strings,
+// integers, floats, bools and time.Time (RFC 3339).
 
 const maxDepth = 32
 
@@ -30,10 +32,16 @@ const (
 )
 
 type schema struct {
+	typ    reflect.Type
 	kind   schemaKind
-	fields map[string]*schema
+	fields map[string]field
 	names  []string
 	elem   *schema
+}
+
+type field struct {
+	index int
+	sc    *schema
 }
 
 var (
@@ -50,19 +58,19 @@ func schemaFor(t reflect.Type) *schema {
 }
 
 func buildSchema(t reflect.Type) *schema {
-	if s, ok := schemaCache[t]; ok {
-		return s
-	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	s := &schema{kind: kindScalar}
+	if s, ok := schemaCache[t]; ok {
+		return s
+	}
+	s := &schema{typ: t, kind: kindScalar}
 	schemaCache[t] = s
 	switch {
 	case t == timeType:
 	case t.Kind() == reflect.Struct:
 		s.kind = kindObject
-		s.fields = map[string]*schema{}
+		s.fields = map[string]field{}
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
 			if !f.IsExported() {
@@ -75,39 +83,42 @@ func buildSchema(t reflect.Type) *schema {
 			if name == "" {
 				name = f.Name
 			}
-			s.fields[name] = buildSchema(f.Type)
+			s.fields[name] = field{index: i, sc: buildSchema(f.Type)}
 			s.names = append(s.names, name)
 		}
-	case t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Uint8:
+	case t.Kind() == reflect.Slice:
 		s.kind = kindArray
 		s.elem = buildSchema(t.Elem())
 	case t.Kind() == reflect.Map:
+		if t.Key().Kind() != reflect.String {
+			panic("attest: strict JSON map key of type " + t.Key().String())
+		}
 		s.kind = kindMap
 		s.elem = buildSchema(t.Elem())
 	}
 	return s
 }
 
-// decodeStrict checks data against v's type with checkJSON and decodes it
-// into v.
+// decodeStrict decodes the JSON document data into v (a pointer) strictly.
 func decodeStrict(what string, data []byte, v any) error {
-	if err := checkJSON(data, schemaFor(reflect.TypeOf(v))); err != nil {
-		return fmt.Errorf("attest: %s: %w", what, err)
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("attest: %s: decode into %T", what, v)
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("attest: %s: %w: %v", what, ErrSyntax, err)
+	if err := unmarshalStrict(data, schemaFor(rv.Type()), rv.Elem()); err != nil {
+		return fmt.Errorf("attest: %s: %w", what, err)
 	}
 	return nil
 }
 
-// checkJSON walks one JSON document against sc.
-func checkJSON(data []byte, sc *schema) error {
+// unmarshalStrict decodes one JSON document into v, which has schema sc.
+func unmarshalStrict(data []byte, sc *schema, v reflect.Value) error {
 	if !utf8.Valid(data) {
 		return fmt.Errorf("%w: invalid UTF-8", ErrSyntax)
 	}
 	s := &jscan{data: data}
 	s.ws()
-	if err := s.value(sc, 0, "$"); err != nil {
+	if err := s.value(sc, v, 0, "$"); err != nil {
 		return err
 	}
 	s.ws()
@@ -137,16 +148,29 @@ func (s *jscan) ws() {
 	}
 }
 
-func (s *jscan) value(sc *schema, depth int, path string) error {
+// value decodes the value at s.pos into v (when v is valid; otherwise it
+// only checks it). sc is v's schema, nil for values that are only checked.
+func (s *jscan) value(sc *schema, v reflect.Value, depth int, path string) error {
 	if depth > maxDepth {
 		return s.errorf("nested deeper than %d", maxDepth)
 	}
 	if s.pos >= len(s.data) {
 		return s.errorf("unexpected end")
 	}
-	switch c := s.data[s.pos]; {
+	c := s.data[s.pos]
+	if c == 'n' {
+		// null leaves the Go zero value, as encoding/json does.
+		return s.literal("null")
+	}
+	if v.IsValid() && v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		v = v.Elem()
+	}
+	switch {
 	case c == '{':
-		return s.object(sc, depth, path)
+		return s.object(sc, v, depth, path)
 	case c == '[':
 		if sc != nil && sc.kind != kindArray {
 			return s.errorf("%s: array where none belongs", path)
@@ -163,7 +187,16 @@ func (s *jscan) value(sc *schema, depth int, path string) error {
 		}
 		for {
 			s.ws()
-			if err := s.value(elem, depth+1, path+"[]"); err != nil {
+			var ev reflect.Value
+			if v.IsValid() {
+				n := v.Len()
+				if n == v.Cap() {
+					v.Grow(max(4, n))
+				}
+				v.SetLen(n + 1)
+				ev = v.Index(n)
+			}
+			if err := s.value(elem, ev, depth+1, path); err != nil {
 				return err
 			}
 			s.ws()
@@ -180,24 +213,84 @@ func (s *jscan) value(sc *schema, depth int, path string) error {
 			s.pos++
 		}
 	case c == '"':
-		_, err := s.str()
-		return err
-	case c == '-' || c >= '0' && c <= '9':
-		return s.number()
-	default:
-		for _, lit := range []string{"true", "false", "null"} {
-			if strings.HasPrefix(string(s.data[s.pos:min(len(s.data), s.pos+5)]), lit) {
-				s.pos += len(lit)
-				return nil
-			}
+		str, err := s.str()
+		if err != nil || !v.IsValid() {
+			return err
 		}
+		switch {
+		case v.Type() == timeType:
+			var t time.Time
+			if err := t.UnmarshalText([]byte(str)); err != nil {
+				return s.errorf("%s: bad RFC 3339 time %q", path, trunc(str))
+			}
+			v.Set(reflect.ValueOf(t))
+		case v.Kind() == reflect.String:
+			v.SetString(str)
+		default:
+			return s.errorf("%s: string where none belongs", path)
+		}
+		return nil
+	case c == '-' || c >= '0' && c <= '9':
+		start := s.pos
+		if err := s.number(); err != nil || !v.IsValid() {
+			return err
+		}
+		raw := string(s.data[start:s.pos])
+		switch v.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			n, err := strconv.ParseInt(raw, 10, 64)
+			if err != nil || v.OverflowInt(n) {
+				return s.errorf("%s: %s is not an integer of %s", path, trunc(raw), v.Type())
+			}
+			v.SetInt(n)
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			n, err := strconv.ParseUint(raw, 10, 64)
+			if err != nil || v.OverflowUint(n) {
+				return s.errorf("%s: %s is not an integer of %s", path, trunc(raw), v.Type())
+			}
+			v.SetUint(n)
+		case reflect.Float32, reflect.Float64:
+			f, err := strconv.ParseFloat(raw, 64)
+			if err != nil || v.OverflowFloat(f) {
+				return s.errorf("%s: %s is out of range", path, trunc(raw))
+			}
+			v.SetFloat(f)
+		default:
+			return s.errorf("%s: number where none belongs", path)
+		}
+		return nil
+	case c == 't' || c == 'f':
+		lit := "true"
+		if c == 'f' {
+			lit = "false"
+		}
+		if err := s.literal(lit); err != nil || !v.IsValid() {
+			return err
+		}
+		if v.Kind() != reflect.Bool {
+			return s.errorf("%s: boolean where none belongs", path)
+		}
+		v.SetBool(c == 't')
+		return nil
+	default:
 		return s.errorf("invalid character %q", c)
 	}
 }
 
-func (s *jscan) object(sc *schema, depth int, path string) error {
+func (s *jscan) literal(lit string) error {
+	if !strings.HasPrefix(string(s.data[s.pos:min(len(s.data), s.pos+len(lit))]), lit) {
+		return s.errorf("invalid literal")
+	}
+	s.pos += len(lit)
+	return nil
+}
+
+func (s *jscan) object(sc *schema, v reflect.Value, depth int, path string) error {
 	if sc != nil && sc.kind != kindObject && sc.kind != kindMap {
 		return s.errorf("%s: object where none belongs", path)
+	}
+	if v.IsValid() && sc.kind == kindMap && v.IsNil() {
+		v.Set(reflect.MakeMap(v.Type()))
 	}
 	s.pos++
 	s.ws()
@@ -222,11 +315,19 @@ func (s *jscan) object(sc *schema, depth int, path string) error {
 		}
 		seen = append(seen, key)
 		var child *schema
+		var cv, mapElem reflect.Value
 		if sc != nil {
 			if sc.kind == kindMap {
 				child = sc.elem
+				if v.IsValid() {
+					mapElem = reflect.New(v.Type().Elem()).Elem()
+					cv = mapElem
+				}
 			} else if f, ok := sc.fields[key]; ok {
-				child = f
+				child = f.sc
+				if v.IsValid() {
+					cv = v.Field(f.index)
+				}
 			} else {
 				for _, n := range sc.names {
 					if strings.EqualFold(n, key) {
@@ -242,8 +343,11 @@ func (s *jscan) object(sc *schema, depth int, path string) error {
 		}
 		s.pos++
 		s.ws()
-		if err := s.value(child, depth+1, path+"."+key); err != nil {
+		if err := s.value(child, cv, depth+1, key); err != nil {
 			return err
+		}
+		if mapElem.IsValid() {
+			v.SetMapIndex(reflect.ValueOf(key).Convert(v.Type().Key()), mapElem)
 		}
 		s.ws()
 		if s.pos >= len(s.data) {
