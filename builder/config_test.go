@@ -20,7 +20,7 @@ func TestParseConfigDefaultsAndOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := DefaultConfig()
-		if cfg.Jobs != 1 || cfg.Backend != BackendMock || cfg.BuildTimeout != 6*time.Hour || !cfg.PauseOnBattery || cfg.StateDir != want.StateDir {
+	if cfg.Jobs != 1 || cfg.Backend != BackendMock || cfg.BuildTimeout != 6*time.Hour || !cfg.PauseOnBattery || cfg.StateDir != want.StateDir {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
 	cfg, err = ParseConfig([]byte(minimalTOML + `
