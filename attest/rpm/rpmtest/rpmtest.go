@@ -5,6 +5,8 @@
 package rpmtest
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,39 +123,74 @@ func lock(t testing.TB, topdir string) func() {
 	return func() { f.Close() }
 }
 
-// gpg is the throwaway signing key of this test binary, made once.
+// gpg holds this test binary's throwaway signing key (an armored secret
+// key), made once.
 var gpg struct {
 	once sync.Once
-	home string
+	key  []byte
 	err  string
 }
 
 // KeyName is the user id of the key SignRPM signs with.
 const KeyName = "skyline rpmtest <rpmtest@example.org>"
 
-// GPGHome returns the GNUPGHOME holding this test binary's throwaway key
-// (made on first use; it lives until the process exits).
+func gpgCmd(home string, args ...string) *exec.Cmd {
+	cmd := exec.Command("gpg", append([]string{"--batch", "--homedir", home, "--pinentry-mode", "loopback", "--passphrase", ""}, args...)...)
+	cmd.Env = append(os.Environ(), "GNUPGHOME="+home)
+	return cmd
+}
+
+// killAgent stops the gpg-agent gpg started for home.
+func killAgent(home string) {
+	_ = exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
+}
+
+func makeKey() ([]byte, error) {
+	home, err := os.MkdirTemp("", "rpmtest-gnupg-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(home)
+	defer killAgent(home)
+	if out, err := gpgCmd(home, "--quick-gen-key", KeyName, "rsa2048", "sign", "never").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("gpg --quick-gen-key: %v\n%s", err, out)
+	}
+	key, err := gpgCmd(home, "--armor", "--export-secret-keys", KeyName).Output()
+	if err != nil {
+		return nil, fmt.Errorf("gpg --export-secret-keys: %v", err)
+	}
+	return key, nil
+}
+
+// GPGHome returns a GNUPGHOME for this test holding the test binary's
+// throwaway key (generated on first use). Its gpg-agent is stopped and the
+// directory removed when the test ends.
 func GPGHome(t testing.TB) string {
 	t.Helper()
 	gpg.once.Do(func() {
-		home, err := os.MkdirTemp("", "rpmtest-gnupg-")
+		key, err := makeKey()
 		if err != nil {
 			gpg.err = err.Error()
-			return
 		}
-		cmd := exec.Command("gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "",
-			"--quick-gen-key", KeyName, "rsa2048", "sign", "never")
-		cmd.Env = append(os.Environ(), "GNUPGHOME="+home)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			gpg.err = "gpg --quick-gen-key: " + err.Error() + "\n" + string(out)
-			return
-		}
-		gpg.home = home
+		gpg.key = key
 	})
 	if gpg.err != "" {
 		t.Fatalf("rpmtest: %s", gpg.err)
 	}
-	return gpg.home
+	home, err := os.MkdirTemp("", "rpmtest-gnupg-")
+	if err != nil {
+		t.Fatalf("rpmtest: %v", err)
+	}
+	t.Cleanup(func() {
+		killAgent(home)
+		os.RemoveAll(home)
+	})
+	cmd := gpgCmd(home, "--import")
+	cmd.Stdin = bytes.NewReader(gpg.key)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("rpmtest: gpg --import: %v\n%s", err, out)
+	}
+	return home
 }
 
 // SignRPM copies the RPM at path into a temporary directory, signs the copy

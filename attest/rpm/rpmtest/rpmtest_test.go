@@ -47,7 +47,8 @@ func TestSignRPMVerifies(t *testing.T) {
 	dir := Rebuild(t, BuildSRPM(t, "hello.spec", nil), filepath.Join(t.TempDir(), "top"), nil)
 	orig := filepath.Join(dir, "hello-doc-1.0-1.noarch.rpm")
 	signed := SignRPM(t, orig)
-	pub, err := exec.Command("gpg", "--homedir", GPGHome(t), "--armor", "--export", KeyName).Output()
+	home := GPGHome(t)
+	pub, err := exec.Command("gpg", "--homedir", home, "--armor", "--export", KeyName).Output()
 	if err != nil || len(pub) == 0 {
 		t.Fatalf("gpg --export: %v", err)
 	}
