@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -158,8 +157,9 @@ func (s *Signer) NoteSigner(name string) (note.Signer, error) {
 	}
 	// vkey is "<name>+<hash>+<keydata>"; C2SP signed-note private keys are
 	// "PRIVATE+KEY+<name>+<hash>+<base64(0x01 || seed)>".
-	i := strings.LastIndexByte(vkey, '+')
-	skey := "PRIVATE+KEY+" + vkey[:i] + "+" + base64.StdEncoding.EncodeToString(append([]byte{1}, priv.Seed()...))
+	// The key data is base64 and may itself hold '+': cut after the hash.
+	nameHash := vkey[:len(name)+1+8]
+	skey := "PRIVATE+KEY+" + nameHash + "+" + base64.StdEncoding.EncodeToString(append([]byte{1}, priv.Seed()...))
 	ns, err := note.NewSigner(skey)
 	if err != nil {
 		return nil, fmt.Errorf("attest: note signer %q: %w", name, err)
