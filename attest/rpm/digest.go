@@ -188,7 +188,7 @@ func digestParts(r io.Reader, name string) (Digest, *parts, error) {
 	buf := make([]byte, 64<<10)
 	n, err := io.CopyBuffer(w, onlyReader{pkg.Payload}, buf)
 	if err != nil {
-		return Digest{}, nil, err
+		return Digest{}, nil, fmt.Errorf("payload: %w", err)
 	}
 	if n == 0 {
 		return Digest{}, nil, fmt.Errorf("%w: no payload", ErrTruncated)

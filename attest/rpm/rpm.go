@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strconv"
 )
@@ -229,7 +230,11 @@ func read(r io.Reader) (*Package, error) {
 		if e.Type != TypeInt64 {
 			return nil, fmt.Errorf("%w: signature header: LONGSIZE has type %d", ErrMalformed, e.Type)
 		}
-		size = int64(binary.BigEndian.Uint64(e.Data))
+		u := binary.BigEndian.Uint64(e.Data)
+		if u > math.MaxInt64 {
+			return nil, fmt.Errorf("%w: signature header: LONGSIZE %d", ErrMalformed, u)
+		}
+		size = int64(u)
 	} else if e, ok := sig.Get(sigTagSize); ok {
 		if e.Type != TypeInt32 {
 			return nil, fmt.Errorf("%w: signature header: SIZE has type %d", ErrMalformed, e.Type)
