@@ -97,6 +97,7 @@ func (c Child) Run(ctx context.Context, dir, home, logPath string, extraEnv []st
 		return fmt.Errorf("builder: start %s: %w", argv[0], err)
 	}
 	pgid := cmd.Process.Pid
+	recordGroup(dir, pgid)
 	grace := c.KillGrace
 	if grace <= 0 {
 		grace = 10 * time.Second
@@ -334,4 +335,87 @@ func lookPathIn(name, pathList string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("builder: %s not found in %s: %w", name, pathList, exec.ErrNotFound)
+}
+
+// groupFile names the file in a job directory recording the process group
+// of its build, so that a restarted daemon can kill what a killed one left.
+const groupFile = ".skyline-build-group"
+
+// recordGroup notes the build's process group and its leader's start time.
+// Best effort: without it a restart cannot reap leftovers, nothing else.
+func recordGroup(dir string, pgid int) {
+	start, ok := procStart(pgid)
+	if !ok {
+		return
+	}
+	_ = os.WriteFile(filepath.Join(dir, groupFile), fmt.Appendf(nil, "%d %d\n", pgid, start), 0o644)
+}
+
+// procStat returns the process group and start time (clock ticks since
+// boot) of pid from /proc/PID/stat (proc(5) fields 5 and 22).
+func procStat(pid int) (pgid int, start uint64, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	// The command name (field 2) may hold spaces: parse after its ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, 0, false
+	}
+	pg, err1 := strconv.Atoi(f[2])
+	st, err2 := strconv.ParseUint(f[19], 10, 64)
+	return pg, st, err1 == nil && err2 == nil
+}
+
+func procStart(pid int) (uint64, bool) {
+	_, st, ok := procStat(pid)
+	return st, ok
+}
+
+// KillStaleBuild kills the process group recorded in a job directory by a
+// daemon that died mid-build, if that group still exists and is still
+// ours. The kernel does not reuse a number as a process id while a process
+// group of that number exists, so: if the leader is alive with the
+// recorded start time, or if no process has the leader's pid but some
+// process is in the group, the group is the build's.
+func KillStaleBuild(dir string) (killed bool) {
+	b, err := os.ReadFile(filepath.Join(dir, groupFile))
+	if err != nil {
+		return false
+	}
+	var pgid int
+	var start uint64
+	if _, err := fmt.Sscanf(string(b), "%d %d", &pgid, &start); err != nil || pgid <= 1 {
+		return false
+	}
+	if st, alive := procStart(pgid); alive {
+		if st != start {
+			return false // the number belongs to someone else now
+		}
+	} else if !groupExists(pgid) {
+		return false
+	}
+	return syscall.Kill(-pgid, syscall.SIGKILL) == nil
+}
+
+func groupExists(pgid int) bool {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pg, _, ok := procStat(pid); ok && pg == pgid {
+			return true
+		}
+	}
+	return false
 }

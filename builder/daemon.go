@@ -382,6 +382,9 @@ func (d *Daemon) build(ctx context.Context, rec *JobRecord, l *slog.Logger) bool
 	dir := d.jobDir(lease.LeaseID)
 	// A crash may have left a half-built tree; start clean, and clean up
 	// after every job whatever its outcome.
+	if KillStaleBuild(dir) {
+		l.Warn("killed what was left of this job's build from before the restart")
+	}
 	_ = os.RemoveAll(dir)
 	defer os.RemoveAll(dir)
 	results := filepath.Join(dir, "results")
