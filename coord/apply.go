@@ -99,23 +99,8 @@ func (c *Coordinator) applyEnrolment(index uint64, signer string, en attest.Enro
 	if err := c.byAuthority("enrolment", index, signer); err != nil {
 		return err
 	}
-	switch en.Role {
-	case attest.RoleBuilder, attest.RoleWitness, attest.RoleImporter, attest.RoleAdmin:
-	default:
-		return invalid("enrolment", "role %q", en.Role)
-	}
-	if !validText(en.Operator, maxText, false) || !validText(en.Contact, maxText, true) || !validText(en.Team, maxText, true) {
-		return invalid("enrolment", "operator, contact or team of key %q", en.KeyID)
-	}
-	if en.Since.IsZero() {
-		return invalid("enrolment", "no since time")
-	}
-	v, err := attest.ParsePublicPEM([]byte(en.PublicKey))
-	if err != nil {
-		return fmt.Errorf("coord: enrolment of %q: public key: %w: %w", en.KeyID, ErrInvalid, err)
-	}
-	if v.KeyID() != en.KeyID {
-		return invalid("enrolment", "key id %q is not the public key's id %q", en.KeyID, v.KeyID())
+	if err := validEnrolment(en); err != nil {
+		return err
 	}
 	if k := c.keys[en.KeyID]; k != nil {
 		if k.revoked {
@@ -123,6 +108,7 @@ func (c *Coordinator) applyEnrolment(index uint64, signer string, en attest.Enro
 		}
 		return fmt.Errorf("coord: enrolment of %q: already enrolled at %d: %w", en.KeyID, k.index, ErrDuplicate)
 	}
+	c.consume(pendKey{pendEnrol, en.KeyID})
 	c.keys[en.KeyID] = &key{enrol: en, index: index}
 	return nil
 }
@@ -146,6 +132,7 @@ func (c *Coordinator) applyRevocation(index uint64, signer string, rv attest.Rev
 	}
 	// coordinator.md §Keys: from here on the key gets no lease and its
 	// results do not count; Expire ends its live leases.
+	c.consume(pendKey{pendRevoke, rv.KeyID})
 	k.revoked, k.revocation, k.revokedAt = true, rv, index
 	return nil
 }
@@ -331,17 +318,25 @@ func (c *Coordinator) applyJobClose(index uint64, signer string, jc attest.JobCl
 }
 
 func (c *Coordinator) applyAlarm(index uint64, signer string, a attest.Alarm) error {
-	// coordinator.md §Signers: alarms come from enrolled witnesses.
-	if c.cfg.Authority != "" && signer != c.cfg.Authority && !c.activeRole(signer, attest.RoleWitness) {
-		return fmt.Errorf("coord: alarm at %d signed by %q, not an enrolled witness: %w", index, signer, ErrSigner)
-	}
-	if a.At.IsZero() {
-		return invalid("alarm", "no time")
+	if err := c.alarmErr(index, signer, a); err != nil {
+		return err
 	}
 	if _, ok := c.alarms[index]; ok {
 		return fmt.Errorf("coord: alarm at %d: %w", index, ErrDuplicate)
 	}
 	c.alarms[index] = a
+	return nil
+}
+
+// alarmErr checks an alarm entry that needs no state but its signer.
+func (c *Coordinator) alarmErr(index uint64, signer string, a attest.Alarm) error {
+	// coordinator.md §Signers: alarms come from enrolled witnesses.
+	if c.cfg.Authority != "" && signer != c.cfg.Authority && !c.activeRole(signer, attest.RoleWitness) {
+		return fmt.Errorf("coord: alarm at %d signed by %q, not an enrolled witness: %w", index, signer, ErrSigner)
+	}
+	if a.At.IsZero() || !validText(a.Reason, maxText, false) {
+		return invalid("alarm", "no time or reason")
+	}
 	return nil
 }
 
@@ -443,4 +438,28 @@ func (c *Coordinator) recount(j *job) {
 		}
 	}
 	c.refresh(j)
+}
+
+// validEnrolment checks an Enrolment's fields, including that KeyID is the
+// id of PublicKey.
+func validEnrolment(en attest.Enrolment) error {
+	switch en.Role {
+	case attest.RoleBuilder, attest.RoleWitness, attest.RoleImporter, attest.RoleAdmin:
+	default:
+		return invalid("enrolment", "role %q", en.Role)
+	}
+	if !validText(en.Operator, maxText, false) || !validText(en.Contact, maxText, true) || !validText(en.Team, maxText, true) {
+		return invalid("enrolment", "operator, contact or team of key %q", en.KeyID)
+	}
+	if en.Since.IsZero() {
+		return invalid("enrolment", "no since time")
+	}
+	v, err := attest.ParsePublicPEM([]byte(en.PublicKey))
+	if err != nil {
+		return fmt.Errorf("coord: enrolment of %q: public key: %w: %w", en.KeyID, ErrInvalid, err)
+	}
+	if v.KeyID() != en.KeyID {
+		return invalid("enrolment", "key id %q is not the public key's id %q", en.KeyID, v.KeyID())
+	}
+	return nil
 }

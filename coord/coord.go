@@ -167,6 +167,10 @@ type Coordinator struct {
 	alarms  map[uint64]attest.Alarm     // active alarms by log index
 	pending map[pendKey]*Reservation    // outstanding decisions
 	enqs    map[attest.BuildID]struct{} // builds with an outstanding enqueue
+	enrols  map[string]struct{}         // key ids with an outstanding enrolment
+	leasing int                         // outstanding lease reservations
+	pausing int                         // outstanding alarm holds
+	changed chan struct{}               // closed and replaced on every release
 }
 
 // New returns an empty coordinator: Apply every log entry in order to
@@ -185,6 +189,8 @@ func New(cfg Config) *Coordinator {
 		alarms:  make(map[uint64]attest.Alarm),
 		pending: make(map[pendKey]*Reservation),
 		enqs:    make(map[attest.BuildID]struct{}),
+		enrols:  make(map[string]struct{}),
+		changed: make(chan struct{}),
 	}
 }
 
@@ -195,6 +201,8 @@ type key struct {
 	revoked    bool
 	revocation attest.Revocation
 	revokedAt  uint64
+	revoking   bool // an outstanding Revoke decision
+	holding    int  // outstanding lease reservations and result holds
 }
 
 // job is a job and its slots.

@@ -1,8 +1,10 @@
 package coord
 
 import (
+	"context"
 	"errors"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -753,5 +755,155 @@ func TestRandomnessFailure(t *testing.T) {
 	}
 	if !reflect.DeepEqual(before, snap(f.c)) || len(f.c.pending) != 0 {
 		t.Fatal("failed decisions changed the state")
+	}
+}
+
+// waitFlag spins until flag, read under the coordinator's lock, is true.
+func waitFlag(c *Coordinator, flag func() bool) {
+	for {
+		c.mu.Lock()
+		ok := flag()
+		c.mu.Unlock()
+		if ok {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+func TestRevokeDrainsOutstanding(t *testing.T) {
+	f := newFixture(t, Config{}, 16)
+	a := f.enrol("a", attest.RoleBuilder)
+	b := f.enrol("b", attest.RoleBuilder)
+	f.enqueue(1, "x86_64", 2)
+	r, err := f.c.NextLease(a, []string{"x86_64"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		r   *Reservation
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rv, err := f.c.Revoke(context.Background(), a, "key lost", t0)
+		done <- result{rv, err}
+	}()
+	waitFlag(f.c, func() bool { return f.c.keys[a].revoking })
+	// While the revocation waits for a's outstanding lease, a gets nothing
+	// new and the revocation is not decided.
+	_, err = f.c.NextLease(a, []string{"x86_64"}, t0)
+	mustErr(t, err, ErrRevoked)
+	select {
+	case res := <-done:
+		t.Fatalf("Revoke returned with a lease outstanding: %+v", res)
+	default:
+	}
+	l := r.Payload.(attest.Lease)
+	f.commit(r)
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	rv := res.r.Payload.(attest.Revocation)
+	if rv.KeyID != a || rv.Operator != "a" || rv.Reason != "key lost" || res.r.PayloadType() != attest.PayloadRevocation {
+		t.Fatalf("revocation %+v", rv)
+	}
+	_, err = f.c.Revoke(context.Background(), a, "again", t0)
+	mustErr(t, err, ErrBusy)
+	f.commit(res.r)
+	mustErr(t, f.c.CheckResult(a, l.Build, l.LeaseID, t0), ErrRevoked)
+	if rs := f.c.Expire(t0); len(rs) != 1 || rs[0].Payload.(attest.LeaseEnd).LeaseID != l.LeaseID {
+		t.Fatal("the revoked key's live lease was not expired")
+	}
+
+	// A revocation given up (context cancelled) leaves the key usable.
+	lb := f.lease(b, []string{"x86_64"}, t0)
+	h, err := f.c.HoldResult(b, Result{Build: lb.Build, LeaseID: lb.LeaseID, ResultSet: "s", Parts: 1}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		waitFlag(f.c, func() bool { return f.c.keys[b].revoking })
+		cancel()
+	}()
+	_, err = f.c.Revoke(ctx, b, "r", t0)
+	mustErr(t, err, context.Canceled)
+	f.commit(h)
+	if k, _ := f.c.Key(b); k.Revoked {
+		t.Fatal("a cancelled revocation revoked the key")
+	}
+	f.checkReplay()
+}
+
+func TestHoldAlarmDrainsLeases(t *testing.T) {
+	f := newFixture(t, Config{}, 17)
+	wit := f.enrol("w", attest.RoleWitness)
+	a := f.enrol("a", attest.RoleBuilder)
+	b := f.enrol("b", attest.RoleBuilder)
+	f.enqueue(1, "x86_64", 2)
+	r, err := f.c.NextLease(a, []string{"x86_64"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.c.HoldAlarm(context.Background(), a, attest.Alarm{Reason: "x", At: t0})
+	mustErr(t, err, ErrSigner)
+	done := make(chan *Reservation, 1)
+	go func() {
+		h, err := f.c.HoldAlarm(context.Background(), wit, attest.Alarm{Reason: "outliers", At: t0})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- h
+	}()
+	waitFlag(f.c, func() bool { return f.c.pausing > 0 })
+	_, err = f.c.NextLease(b, []string{"x86_64"}, t0)
+	mustErr(t, err, ErrPaused)
+	select {
+	case <-done:
+		t.Fatal("HoldAlarm returned with a lease outstanding")
+	default:
+	}
+	f.commit(r) // the outstanding lease is logged before the alarm
+	h := <-done
+	f.commit(h)
+	if len(f.c.Alarms()) != 1 {
+		t.Fatal("alarm not active")
+	}
+	_, err = f.c.NextLease(b, []string{"x86_64"}, t0)
+	mustErr(t, err, ErrPaused)
+	f.checkReplay()
+}
+
+func TestEnrol(t *testing.T) {
+	f := newFixture(t, Config{}, 18)
+	en := newEnrolment(t, "alice", attest.RoleBuilder)
+	en.Since = time.Time{}
+	r, err := f.c.Enrol(en, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.c.Enrol(en, t0)
+	mustErr(t, err, ErrDuplicate)
+	f.commit(r)
+	k, err := f.c.Key(en.KeyID)
+	if err != nil || !k.Enrolment.Since.Equal(t0) || k.Enrolment.Operator != "alice" {
+		t.Fatalf("Key = %+v, %v", k, err)
+	}
+	_, err = f.c.Enrol(en, t0)
+	mustErr(t, err, ErrDuplicate)
+	rv, err := f.c.Revoke(context.Background(), en.KeyID, "gone", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.commit(rv)
+	_, err = f.c.Enrol(en, t0)
+	mustErr(t, err, ErrRevoked)
+	bad := newEnrolment(t, "", attest.RoleBuilder)
+	_, err = f.c.Enrol(bad, t0)
+	mustErr(t, err, ErrInvalid)
+	if ks := f.c.Keys(); len(ks) != 1 {
+		t.Fatalf("%d keys, want 1", len(ks))
 	}
 }

@@ -49,7 +49,7 @@ func (c *Coordinator) builderKey(keyID string) (*key, error) {
 	switch {
 	case k == nil:
 		return nil, fmt.Errorf("coord: key %q: %w", keyID, ErrUnknownKey)
-	case k.revoked:
+	case k.revoked || k.revoking:
 		return nil, fmt.Errorf("coord: key %q: %w", keyID, ErrRevoked)
 	case k.enrol.Role != attest.RoleBuilder:
 		return nil, fmt.Errorf("coord: key %q has role %q: %w", keyID, k.enrol.Role, ErrNotBuilder)
@@ -74,7 +74,7 @@ func (c *Coordinator) NextLease(keyID string, arches []string, now time.Time) (*
 		return nil, err
 	}
 	// coordinator.md §Alarms.
-	if len(c.alarms) > 0 {
+	if len(c.alarms) > 0 || c.pausing > 0 {
 		return nil, fmt.Errorf("coord: lease for %q: %w", keyID, ErrPaused)
 	}
 	if len(arches) == 0 {
@@ -156,8 +156,12 @@ func (c *Coordinator) NextLease(keyID string, arches []string, now time.Time) (*
 	s := &chosen.slots[si]
 	s.reserved = true
 	chosen.ops[op] = opReserved
+	c.leasing++
+	k.holding++
 	c.recount(chosen)
 	return c.reserve(pendKey{pendLease, id}, l, func() {
+		c.leasing--
+		k.holding--
 		s.reserved = false
 		if chosen.ops[op] == opReserved {
 			delete(chosen.ops, op)
@@ -301,6 +305,8 @@ func (c *Coordinator) checkResult(keyID string, b attest.BuildID, leaseID string
 		return nil, err
 	}
 	switch {
+	case c.keys[keyID].revoking:
+		return nil, fmt.Errorf("coord: result of %q: being revoked: %w", keyID, ErrRevoked)
 	case l.ending == attest.LeaseExpired || !now.Before(l.l.Expires):
 		return nil, fmt.Errorf("coord: result under lease %q: expired at %s: %w", leaseID, l.l.Expires.Format(time.RFC3339), ErrLeaseExpired)
 	case l.ending != "":
@@ -324,6 +330,11 @@ func (c *Coordinator) HoldResult(keyID string, r Result, now time.Time) (*Reserv
 	if err := partErr(l, r); err != nil {
 		return nil, err
 	}
+	k := c.keys[keyID]
 	l.holds++
-	return &Reservation{Payload: r, Signer: keyID, c: c, undo: func() { l.holds-- }}, nil
+	k.holding++
+	return &Reservation{Payload: r, Signer: keyID, c: c, undo: func() {
+		l.holds--
+		k.holding--
+	}}, nil
 }

@@ -1,6 +1,7 @@
 package coord
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/fedora-skyline/skyline/attest"
@@ -13,6 +14,8 @@ const (
 	pendLease
 	pendEnd
 	pendClose
+	pendEnrol
+	pendRevoke
 )
 
 type pendKey struct {
@@ -56,6 +59,12 @@ func (r *Reservation) PayloadType() string {
 		return attest.PayloadLeaseEnd
 	case attest.JobClose:
 		return attest.PayloadJobClose
+	case attest.Enrolment:
+		return attest.PayloadEnrolment
+	case attest.Revocation:
+		return attest.PayloadRevocation
+	case attest.Alarm:
+		return attest.PayloadAlarm
 	case Result:
 		return attest.PayloadInToto
 	}
@@ -80,6 +89,27 @@ func (c *Coordinator) release(r *Reservation) {
 		delete(c.pending, r.key)
 	}
 	r.undo()
+	// Wake the decisions waiting for outstanding reservations to drain.
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// wait blocks until ready reports true, re-checking it whenever a
+// reservation is released. Callers hold c.mu; wait releases it while
+// blocked.
+func (c *Coordinator) wait(ctx context.Context, ready func() bool) error {
+	for !ready() {
+		ch := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ch:
+			c.mu.Lock()
+		case <-ctx.Done():
+			c.mu.Lock()
+			return fmt.Errorf("coord: waiting for outstanding reservations: %w", ctx.Err())
+		}
+	}
+	return nil
 }
 
 // reserve records an outstanding decision. Callers hold c.mu.
