@@ -53,8 +53,8 @@ const (
 var (
 	// ErrPolicy: the policy is not usable (see Policy.Validate).
 	ErrPolicy = errors.New("invalid agreement policy")
-	// ErrRecord: the build record is malformed (duplicate indices or lease
-	// ids, empty key ids or result sets).
+	// ErrRecord: the build record is malformed (two entries at one index,
+	// a lease id logged twice, empty key ids or result sets).
 	ErrRecord = errors.New("malformed build record")
 
 	// ErrResultOtherBuild: the result claims another build.
@@ -368,6 +368,16 @@ func Agree(rec BuildRecord, p Policy) (Outcome, error) {
 
 // checkRecord rejects malformed records and indexes the leases by id.
 func checkRecord(rec BuildRecord) (map[string]LeaseRecord, error) {
+	// Every index names one entry: leases, lease ends, results, the
+	// official build and the close may not share one.
+	seen := make(map[uint64]bool, len(rec.Leases)+len(rec.LeaseEnds)+len(rec.Results)+2)
+	entry := func(what string, i uint64) error {
+		if seen[i] {
+			return fmt.Errorf("witness: %s at %d: index used twice: %w", what, i, ErrRecord)
+		}
+		seen[i] = true
+		return nil
+	}
 	leases := make(map[string]LeaseRecord, len(rec.Leases))
 	for _, l := range rec.Leases {
 		if l.Lease.LeaseID == "" || l.Lease.KeyID == "" {
@@ -376,18 +386,26 @@ func checkRecord(rec BuildRecord) (map[string]LeaseRecord, error) {
 		if _, dup := leases[l.Lease.LeaseID]; dup {
 			return nil, fmt.Errorf("witness: lease %q logged twice: %w", l.Lease.LeaseID, ErrRecord)
 		}
+		if err := entry("lease", l.Index); err != nil {
+			return nil, err
+		}
 		leases[l.Lease.LeaseID] = l
 	}
-	seen := make(map[uint64]bool, len(rec.Results)+1)
+	for id, i := range rec.LeaseEnds {
+		if err := entry("end of lease "+id, i); err != nil {
+			return nil, err
+		}
+	}
+	if rec.Closed {
+		if err := entry("job close", rec.ClosedAt); err != nil {
+			return nil, err
+		}
+	}
 	check := func(what string, r Result) error {
 		if r.ResultSet == "" {
 			return fmt.Errorf("witness: %s at %d: empty result set: %w", what, r.Index, ErrRecord)
 		}
-		if seen[r.Index] {
-			return fmt.Errorf("witness: %s at %d: index used twice: %w", what, r.Index, ErrRecord)
-		}
-		seen[r.Index] = true
-		return nil
+		return entry(what, r.Index)
 	}
 	for _, r := range rec.Results {
 		if r.KeyID == "" {

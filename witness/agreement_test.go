@@ -550,6 +550,9 @@ func TestAgreeRejects(t *testing.T) {
 			f.rec.Official.Index = f.rec.Results[0].Index
 		}, ErrRecord},
 		{"lease logged twice", func(f *fixture, p *Policy) { f.rec.Leases = append(f.rec.Leases, f.rec.Leases[0]) }, ErrRecord},
+		{"lease and result at one index", func(f *fixture, p *Policy) { f.rec.Leases[0].Index = f.rec.Results[0].Index }, ErrRecord},
+		{"lease end and result at one index", func(f *fixture, p *Policy) { f.rec.LeaseEnds["x"] = f.rec.Results[0].Index }, ErrRecord},
+		{"close and result at one index", func(f *fixture, p *Policy) { f.rec.ClosedAt = f.rec.Results[4].Index }, ErrRecord},
 		{"empty result set", func(f *fixture, p *Policy) { f.rec.Results[2].ResultSet = "" }, ErrRecord},
 		{"empty key id", func(f *fixture, p *Policy) { f.rec.Results[2].KeyID = "" }, ErrRecord},
 		{"empty lease id", func(f *fixture, p *Policy) { f.rec.Leases[0].Lease.LeaseID = "" }, ErrRecord},

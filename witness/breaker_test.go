@@ -416,3 +416,80 @@ func FuzzBreakerState(f *testing.F) {
 		}
 	})
 }
+
+// TestPipeline runs the calling sequence of docs/agreement.md on real
+// outcomes of Agree: a key that is an outlier in two builds is flagged, two
+// official mismatches within a day trip the breaker, the next reproduced
+// build is withheld until a logged clear.
+func TestPipeline(t *testing.T) {
+	rep := mustReputation(t)
+	br := mustBreaker(t, DefaultBreakerConfig())
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	var next uint64 = 1
+	decide := func(n int, official string, at time.Time) (Outcome, []Notice, *attest.Alarm) {
+		t.Helper()
+		f := newFixture()
+		f.next = next
+		f.rec.Build.NVR = fmt.Sprintf("pkg-%d-1.fc40", n)
+		for i := range 9 {
+			f.vote(fmt.Sprint("key", i), fmt.Sprint("op", i), "good")
+		}
+		f.vote("flaky", "flaky-op", "evil")
+		f.close()
+		f.rec.ClosedTime = at
+		if official != "" {
+			f.official(official)
+			f.rec.Official.Time = at
+		}
+		for i := range f.rec.Results {
+			f.rec.Results[i].Build = f.rec.Build
+		}
+		for i := range f.rec.Leases {
+			f.rec.Leases[i].Lease.Build = f.rec.Build
+		}
+		next = f.next
+		o, err := Agree(f.rec, DefaultPolicy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, err := rep.Observe(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := br.Observe(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return br.Gate(o), ns, a
+	}
+	o, ns, a := decide(1, "good", t0)
+	if o.Verdict != VerdictReproduced || len(ns) != 0 || a != nil {
+		t.Fatalf("build 1: %q notices %v alarm %v", o.Verdict, ns, a)
+	}
+	o, ns, a = decide(2, "koji", t0.Add(time.Hour))
+	if o.Verdict != VerdictOfficialMismatch || a != nil {
+		t.Fatalf("build 2: %q alarm %v", o.Verdict, a)
+	}
+	if len(ns) != 2 || ns[0].ID != "flaky" || ns[1].ID != "flaky-op" {
+		t.Errorf("second outlier of key flaky: notices %+v", ns)
+	}
+	o, _, a = decide(3, "koji", t0.Add(3*time.Hour))
+	if o.Verdict != VerdictOfficialMismatch || a == nil {
+		t.Fatalf("build 3: %q alarm %v, want a trip on the second mismatch", o.Verdict, a)
+	}
+	o, _, _ = decide(4, "good", t0.Add(4*time.Hour))
+	if o.Verdict != VerdictWithheld {
+		t.Fatalf("build 4 while tripped: %q, want withheld", o.Verdict)
+	}
+	if p := o.Payload(next); p.Verdict != VerdictWithheld {
+		t.Errorf("signed payload says %q", p.Verdict)
+	}
+	alarmIndex := next
+	next += 2
+	if err := br.Clear(attest.AlarmClear{AlarmIndex: alarmIndex, Reason: "koji builder reinstalled"}, alarmIndex+1); err != nil {
+		t.Fatal(err)
+	}
+	if o, _, _ = decide(5, "good", t0.Add(5*time.Hour)); o.Verdict != VerdictReproduced {
+		t.Errorf("build 5 after clear: %q", o.Verdict)
+	}
+}

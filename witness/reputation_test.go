@@ -151,6 +151,16 @@ func TestReputationIgnores(t *testing.T) {
 	if ns := observe(t, r, o); len(ns) != 0 || r.IsFlagged(SubjectKey, "k") {
 		t.Errorf("outcome fed twice counted twice: %+v", ns)
 	}
+	// Once flagged, feeding the flagging outcome again does not repeat
+	// its notices.
+	o = fd.outcome(vote{"k", "op", true})
+	if ns := observe(t, r, o); len(ns) != 2 {
+		t.Fatalf("second outlier: notices %+v", ns)
+	}
+	o.At = fd.next
+	if ns := observe(t, r, o); len(ns) != 0 {
+		t.Errorf("outcome fed twice repeated its notices: %+v", ns)
+	}
 }
 
 // TestReputationOrderAndState: out-of-order outcomes and bad persisted
