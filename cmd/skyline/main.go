@@ -32,9 +32,10 @@ type command struct {
 
 // commands is the table of subcommands. Add a line here for a new one.
 var commands = map[string]command{
-	"keygen": {"generate a signing key pair", runKeygen},
-	"digest": {"print the skyline-rpm-v1 digest of RPM files", runDigest},
-	"attest": {"sign or verify a build attestation (attest sign|verify)", runAttest},
+	"keygen":  {"generate a signing key pair", runKeygen},
+	"digest":  {"print the skyline-rpm-v1 digest of RPM files", runDigest},
+	"attest":  {"sign or verify a build attestation (attest sign|verify)", runAttest},
+	"builder": {"the volunteer build daemon (builder run|status|enroll-request)", runBuilder},
 }
 
 func main() {
