@@ -21,10 +21,10 @@ var errInjected = errors.New("injected fault")
 
 // fault kinds for faultStorage.
 const (
-	faultNone      = iota
-	faultWrite     // the write fails, nothing is persisted
-	faultTorn      // a prefix of the batch is persisted, then the process "crashes"
-	faultSyncLost  // the whole batch is persisted but the sync reports failure
+	faultNone     = iota
+	faultWrite    // the write fails, nothing is persisted
+	faultTorn     // a prefix of the batch is persisted, then the process "crashes"
+	faultSyncLost // the whole batch is persisted but the sync reports failure
 )
 
 // faultStorage is a Storage over a memDB that injects faults on demand:
