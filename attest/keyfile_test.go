@@ -141,3 +141,40 @@ func TestWriteKeyFilesRefusesOverwrite(t *testing.T) {
 		t.Fatalf("rsa: %v", err)
 	}
 }
+
+// The note key data is base64 and often holds '+', the separator of note
+// keys: NoteSigner must not split on it.
+func TestNoteSignerManyKeys(t *testing.T) {
+	plus := 0
+	for range 64 {
+		s, err := GenerateKey(KeyEd25519)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vkey, err := NoteVerifierKey("log.example", s.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(vkey[len("log.example")+10:], "+") {
+			plus++
+		}
+		ns, err := s.NoteSigner("log.example")
+		if err != nil {
+			t.Fatalf("vkey %s: %v", vkey, err)
+		}
+		nv, err := note.NewVerifier(vkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := note.Sign(&note.Note{Text: "x\n"}, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := note.Open(msg, note.VerifierList(nv)); err != nil {
+			t.Fatalf("vkey %s: %v", vkey, err)
+		}
+	}
+	if plus == 0 {
+		t.Fatal("no key with '+' in its data among 64: the test proves nothing")
+	}
+}
