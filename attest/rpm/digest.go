@@ -42,7 +42,10 @@ func DigestFile(path string) (Digest, error) {
 }
 
 // DigestReader digests the RPM read from r to its end; name becomes
-// Digest.File.
+// Digest.File. Memory use is bounded by the headers (at most
+// MaxSignatureSize + MaxHeaderSize) plus a few 64 KiB buffers; the payload
+// is streamed. The whole-file SHA-256 runs in a goroutine that ends before
+// DigestReader returns.
 func DigestReader(r io.Reader, name string) (Digest, error) {
 	d, _, err := digest(r, name)
 	return d, err
