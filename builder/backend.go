@@ -233,7 +233,7 @@ func (m *Mock) Build(ctx context.Context, srpm, resultDir string) error {
 // Rpmbuild is the rpmbuild backend:
 //
 //	unshare [--user --map-root-user] --mount --propagation private \
-//	  sh -c 'mount --bind TOPDIR BUILDPATH; exec rpmbuild --rebuild --nodeps ...'
+//	  sh -c 'hide the key; mount --bind TOPDIR BUILDPATH; exec rpmbuild --rebuild --nodeps ...'
 //
 // Paths leak into binaries (debug info, __FILE__), so every build happens
 // at the same BuildPath: each job's private top directory is bind-mounted
@@ -252,8 +252,25 @@ type Rpmbuild struct {
 	// UserNamespace adds --user --map-root-user so that an unprivileged
 	// daemon may make the mount namespace. Needed unless running as root.
 	UserNamespace bool
-	Child         Child
+	// Hide lists files (the builder key) covered with /dev/null, and
+	// directories covered with an empty tmpfs, inside the build's mount
+	// namespace: the build runs as the daemon's user, so permissions alone
+	// would not keep it from reading them.
+	Hide  []string
+	Child Child
 }
+
+// hideAndBind runs in the build's private mount namespace: it covers the
+// N paths to hide, bind-mounts the job's top directory on the fixed build
+// path, then execs the build. Arguments: N, the N paths, TOP, BUILDPATH,
+// the build command.
+const hideAndBind = `n=$1; shift
+while [ "$n" -gt 0 ]; do
+	if [ -d "$1" ]; then mount -t tmpfs -o size=4k,mode=0 skyline-hidden "$1"; elif [ -e "$1" ]; then mount --bind /dev/null "$1"; fi
+	n=$((n - 1)); shift
+done
+mount --bind "$1" "$2"; shift 2
+exec "$@"`
 
 // Build implements Backend.
 func (r *Rpmbuild) Build(ctx context.Context, srpm, resultDir string) error {
@@ -272,8 +289,9 @@ func (r *Rpmbuild) Build(ctx context.Context, srpm, resultDir string) error {
 	if r.UserNamespace {
 		argv = append(argv, "--user", "--map-root-user")
 	}
-	argv = append(argv, "--mount", "--propagation", "private",
-		"sh", "-ec", `mount --bind "$1" "$2"; shift 2; exec "$@"`, "skyline-build", top, r.BuildPath,
+	argv = append(argv, "--mount", "--propagation", "private", "sh", "-ec", hideAndBind, "skyline-build", strconv.Itoa(len(r.Hide)))
+	argv = append(argv, r.Hide...)
+	argv = append(argv, top, r.BuildPath,
 		"rpmbuild", "--rebuild", "--nodeps",
 		"--define", "_topdir "+r.BuildPath,
 		"--define", "_tmppath "+r.BuildPath+"/tmp",

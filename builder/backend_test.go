@@ -278,3 +278,65 @@ func TestRpmbuildBackendFailure(t *testing.T) {
 		t.Errorf("log tail %q lacks the build's error output", be.Tail)
 	}
 }
+
+// TestRpmbuildBuildCannotReadTheKey: the build runs as the daemon's user,
+// so the key must be hidden from it: a spec that tries to read the key
+// file and list a secret directory finds them empty, with and without a
+// user namespace.
+func TestRpmbuildBuildCannotReadTheKey(t *testing.T) {
+	secrets := t.TempDir()
+	key := filepath.Join(secrets, "builder.key")
+	if err := os.WriteFile(key, []byte("-----BEGIN PRIVATE KEY-----\nsecret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(secrets, "credentials")
+	if err := os.Mkdir(creds, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(creds, "other"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spec := filepath.Join(t.TempDir(), "snoop.spec")
+	body := strings.Join([]string{
+		"Name: snoop", "Version: 1", "Release: 1", "Summary: s", "License: MIT", "BuildArch: noarch",
+		"%description", "d", "%prep", "%build",
+		"if [ -s " + key + " ]; then echo 'LEAK: read the key'; exit 1; fi",
+		"if [ -n \"$(ls -A " + creds + ")\" ]; then echo 'LEAK: listed the credentials'; exit 1; fi",
+		"%install", "mkdir -p %{buildroot}/usr/share/snoop", "echo ok > %{buildroot}/usr/share/snoop/ok",
+		"%files", "/usr/share/snoop/ok",
+		"%changelog", "* Thu Jan 01 2026 t <t@example.org> - 1-1", "- x", "",
+	}, "\n")
+	if err := os.WriteFile(spec, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srpm := rpmtest.BuildSRPM(t, spec, nil)
+	for _, userns := range []bool{false, true} {
+		results := filepath.Join(t.TempDir(), "results")
+		if err := os.Mkdir(results, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		r := &Rpmbuild{BuildPath: filepath.Join(os.TempDir(), "skyline-build-test"), UserNamespace: userns,
+			Hide: []string{key, creds, filepath.Join(secrets, "absent")}, Child: Child{Path: DefaultConfig().Path, LogTail: 4096}}
+		if err := r.Build(context.Background(), srpm, results); err != nil {
+			var be *BuildError
+			if errors.As(err, &be) {
+				t.Logf("log tail:\n%s", be.Tail)
+			}
+			t.Fatalf("user namespace %v: %v", userns, err)
+		}
+	}
+	// The hiding is private to the build: the daemon still reads the key.
+	if b, err := os.ReadFile(key); err != nil || !strings.Contains(string(b), "secret") {
+		t.Errorf("after the build the key reads %q, %v", b, err)
+	}
+	// And without hiding, the same spec fails: the check is real.
+	results := filepath.Join(t.TempDir(), "results")
+	if err := os.Mkdir(results, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &Rpmbuild{BuildPath: filepath.Join(os.TempDir(), "skyline-build-test"), Child: Child{Path: DefaultConfig().Path, LogTail: 4096}}
+	var be *BuildError
+	if err := r.Build(context.Background(), srpm, results); !errors.As(err, &be) || !strings.Contains(be.Tail, "LEAK: read the key") {
+		t.Errorf("unhidden build = %v; want it to fail reading the key", err)
+	}
+}

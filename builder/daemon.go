@@ -65,7 +65,7 @@ type Deps struct {
 func NewBackend(cfg Config) Backend {
 	child := Child{Path: cfg.Path, LogTail: cfg.LogTail}
 	if cfg.Backend == BackendRpmbuild {
-		return &Rpmbuild{BuildPath: cfg.BuildPath, UserNamespace: os.Geteuid() != 0, Child: child}
+		return &Rpmbuild{BuildPath: cfg.BuildPath, UserNamespace: os.Geteuid() != 0, Hide: []string{cfg.Key}, Child: child}
 	}
 	return &Mock{Chroot: cfg.Chroot, Args: cfg.MockArgs, Child: child}
 }

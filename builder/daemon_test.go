@@ -507,6 +507,12 @@ func TestNoticesWarnLoudly(t *testing.T) {
 	}
 }
 
+func TestStatusNeedsAStateDir(t *testing.T) {
+	if _, err := ReadStatus(filepath.Join(t.TempDir(), "missing"), 10); !errors.Is(err, ErrState) {
+		t.Errorf("ReadStatus(missing dir) = %v; want ErrState", err)
+	}
+}
+
 func TestEnrollRequest(t *testing.T) {
 	f := newFixture(t)
 	r, err := NewEnrollRequest(f.signer, "Alice Example", "alice@example.org")

@@ -3,6 +3,7 @@ package builder
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ type CurrentJob struct {
 // ReadStatus reads the state directory. recent bounds how much history is
 // returned.
 func ReadStatus(stateDir string, recent int) (*Status, error) {
+	if fi, err := os.Stat(stateDir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("builder: status: state directory %s: %w (has the daemon run?)", stateDir, ErrState)
+	}
 	jobs, err := readJobs(filepath.Join(stateDir, "jobs"))
 	if err != nil {
 		return nil, err
