@@ -1,6 +1,7 @@
 package coord
 
 import (
+	"container/heap"
 	"fmt"
 
 	"github.com/fedora-skyline/skyline/attest"
@@ -134,6 +135,7 @@ func (c *Coordinator) applyRevocation(index uint64, signer string, rv attest.Rev
 	// results do not count; Expire ends its live leases.
 	c.consume(pendKey{pendRevoke, rv.KeyID})
 	k.revoked, k.revocation, k.revokedAt = true, rv, index
+	c.revoked[k] = struct{}{}
 	return nil
 }
 
@@ -225,6 +227,11 @@ func (c *Coordinator) applyLease(index uint64, signer string, l attest.Lease) er
 	nl := &lease{l: l, index: index, job: j}
 	c.leases[l.LeaseID] = nl
 	c.live[l.LeaseID] = nl
+	heap.Push(&c.expiry, nl)
+	if k.live == nil {
+		k.live = make(map[*lease]struct{})
+	}
+	k.live[nl] = struct{}{}
 	s.lease = nl
 	s.attempts++
 	j.ops[l.Operator] = opLeased
@@ -267,6 +274,7 @@ func (c *Coordinator) applyLeaseEnd(index uint64, signer string, le attest.Lease
 	c.consume(pendKey{pendEnd, le.LeaseID})
 	l.ended, l.end, l.endAt = true, le, index
 	delete(c.live, le.LeaseID)
+	delete(c.keys[l.l.KeyID].live, l)
 	j := l.job
 	j.slots[l.l.Slot].lease = nil
 	c.recount(j)
@@ -413,6 +421,7 @@ func (c *Coordinator) applyResult(index uint64, signer string, r Result) error {
 		// parts are in; the slot is filled.
 		l.done = true
 		delete(c.live, r.LeaseID)
+		delete(c.keys[signer].live, l)
 		s := &l.job.slots[l.l.Slot]
 		s.lease, s.done, s.result = nil, true, l
 		c.recount(l.job)

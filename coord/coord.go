@@ -162,6 +162,8 @@ type Coordinator struct {
 	builds  map[attest.BuildID][]*job   // every job of a build
 	leases  map[string]*lease           // every lease ever applied
 	live    map[string]*lease           // live leases
+	expiry  leaseHeap                   // leases by expiry; ended ones are dropped lazily
+	revoked map[*key]struct{}           // revoked keys that may hold live leases
 	pool    map[string]*pool            // per arch: open jobs with a leasable slot
 	close   map[*job]struct{}           // jobs that may close now
 	alarms  map[uint64]attest.Alarm     // active alarms by log index
@@ -184,6 +186,7 @@ func New(cfg Config) *Coordinator {
 		builds:  make(map[attest.BuildID][]*job),
 		leases:  make(map[string]*lease),
 		live:    make(map[string]*lease),
+		revoked: make(map[*key]struct{}),
 		pool:    make(map[string]*pool),
 		close:   make(map[*job]struct{}),
 		alarms:  make(map[uint64]attest.Alarm),
@@ -203,6 +206,7 @@ type key struct {
 	revokedAt  uint64
 	revoking   bool // an outstanding Revoke decision
 	holding    int  // outstanding lease reservations and result holds
+	live       map[*lease]struct{}
 }
 
 // job is a job and its slots.
@@ -332,4 +336,25 @@ func (c *Coordinator) newID() (string, error) {
 		return "", fmt.Errorf("coord: read randomness: %w", err)
 	}
 	return fmt.Sprintf("%x", b[:]), nil
+}
+
+// leaseHeap is a min-heap of leases by expiry, then log index
+// (container/heap).
+type leaseHeap []*lease
+
+func (h leaseHeap) Len() int { return len(h) }
+func (h leaseHeap) Less(a, b int) bool {
+	if !h[a].l.Expires.Equal(h[b].l.Expires) {
+		return h[a].l.Expires.Before(h[b].l.Expires)
+	}
+	return h[a].index < h[b].index
+}
+func (h leaseHeap) Swap(a, b int) { h[a], h[b] = h[b], h[a] }
+func (h *leaseHeap) Push(x any)   { *h = append(*h, x.(*lease)) }
+func (h *leaseHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return l
 }

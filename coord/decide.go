@@ -1,6 +1,7 @@
 package coord
 
 import (
+	"container/heap"
 	"fmt"
 	"sort"
 	"time"
@@ -238,13 +239,34 @@ func (c *Coordinator) Expire(now time.Time) []*Reservation {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now = norm(now)
-	var ends []*lease
-	for _, l := range c.live {
-		if l.ending != "" || l.holds > 0 {
+	var ends, keep []*lease
+	seen := make(map[*lease]bool)
+	// Pop every lease due by now; the live ones go back on the heap, so
+	// that an expiry whose logging fails is decided again later.
+	for len(c.expiry) > 0 && !now.Before(c.expiry[0].l.Expires) {
+		l := heap.Pop(&c.expiry).(*lease)
+		if l.ended || l.done {
 			continue
 		}
-		if !now.Before(l.l.Expires) || c.keys[l.l.KeyID].revoked {
+		keep = append(keep, l)
+		if l.ending == "" && l.holds == 0 {
 			ends = append(ends, l)
+			seen[l] = true
+		}
+	}
+	for _, l := range keep {
+		heap.Push(&c.expiry, l)
+	}
+	for k := range c.revoked {
+		if len(k.live) == 0 {
+			delete(c.revoked, k)
+			continue
+		}
+		for l := range k.live {
+			if !seen[l] && l.ending == "" && l.holds == 0 {
+				ends = append(ends, l)
+				seen[l] = true
+			}
 		}
 	}
 	sort.Slice(ends, func(a, b int) bool { return ends[a].index < ends[b].index })

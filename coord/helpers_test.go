@@ -245,6 +245,23 @@ func checkInvariants(t testing.TB, c *Coordinator) {
 	if live != len(c.live) {
 		t.Fatalf("%d live leases in slots, %d in the live set", live, len(c.live))
 	}
+	inHeap, perKey := 0, 0
+	for _, l := range c.expiry {
+		if !l.ended && !l.done {
+			inHeap++
+		}
+	}
+	for _, k := range c.keys {
+		for l := range k.live {
+			if l.ended || l.done || l.l.KeyID != k.enrol.KeyID {
+				t.Fatalf("key %.8s lists a lease that is not its live lease", k.enrol.KeyID)
+			}
+			perKey++
+		}
+	}
+	if inHeap != live || perKey != live {
+		t.Fatalf("%d live leases, %d on the expiry heap, %d listed by keys", live, inHeap, perKey)
+	}
 }
 
 // mustErr asserts that err is target.

@@ -1,0 +1,538 @@
+package coord
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/log"
+)
+
+// Errors of the Service, checked with errors.Is, on top of the
+// Coordinator's, attest's and log's.
+var (
+	// ErrRole: the signer is enrolled, but not with the role the entry or
+	// request needs (builder for results, importer for official builds,
+	// witness for verdicts and alarms, admin for alarm clearings and admin
+	// requests).
+	ErrRole = errors.New("key not enrolled with the role this needs")
+	// ErrNotSubmittable: the entry kind is made by the coordinator itself
+	// (enrolment, revocation, job, lease, lease end, job close) and cannot
+	// be submitted.
+	ErrNotSubmittable = errors.New("entry kind is made by the coordinator, not submitted")
+)
+
+// ServiceConfig configures a Service. Log, Signer and a Coordinator config
+// with the log's history are all it needs.
+type ServiceConfig struct {
+	// Log is the opened log, whose Config.Indexer must be Indexer. Required.
+	Log *log.Log
+	// Signer is the coordinator key: it signs enrolments, revocations, jobs,
+	// leases, lease ends and job closes. Required.
+	Signer *attest.Signer
+	// Coord configures the coordinator; its Authority is set to Signer's
+	// key id. Default: the Config defaults.
+	Coord Config
+	// AdminKeys are the keys allowed to sign admin requests besides keys
+	// enrolled with the admin role. Default none.
+	AdminKeys []*attest.Verifier
+	// TickInterval is how often Run expires leases and closes jobs.
+	// Default 10s.
+	TickInterval time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives operational events. Default: discard.
+	Logger *slog.Logger
+}
+
+// SubmitResult places a submitted entry in the log.
+type SubmitResult struct {
+	Index     uint64
+	Duplicate bool // the envelope was already in the log: Index is its entry
+}
+
+// Notice is what the witnesses concluded about one of a builder's results
+// (mirrors builder.Notice, which the API client converts it to).
+type Notice struct {
+	Index     uint64 // log index of the verdict
+	Kind      string // "outlier" or "agreed"
+	Build     attest.BuildID
+	Verdict   string
+	ResultSet string // the builder's
+	Expected  string // the agreeing group's
+	At        time.Time
+}
+
+// maxNotices bounds the notices kept per key: the newest are kept.
+const maxNotices = 256
+
+// Service is the write path of `skyline serve`: it checks submitted entries
+// and API decisions against the coordinator, signs the coordinator's
+// decisions, appends them to the log and folds them into the coordinator
+// (docs/serve.md). It is safe for concurrent use.
+type Service struct {
+	cfg   ServiceConfig
+	log   *log.Log
+	coord *Coordinator
+	admin map[string]*attest.Verifier
+
+	mu        sync.Mutex
+	verifiers map[string]*attest.Verifier // enrolled keys by key id
+	signers   map[uint64]string           // result entry index -> builder key id
+	notices   map[string][]Notice         // builder key id -> notices
+}
+
+// Indexer is the log.Indexer of skyline entries: the deduplication key is
+// SHA-256(payload) || signer key id (ARCHITECTURE.md, "a resubmitted
+// envelope (same payload, same signer) returns its existing index"), and
+// entries about a build are indexed under its NVR with their kind.
+func Indexer(entry []byte) ([]byte, []log.IndexKey, error) {
+	e, err := attest.Parse(entry, attest.ParseOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	kid, err := hex.DecodeString(e.KeyID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("coord: index: key id: %w", err)
+	}
+	dedup := append(e.PayloadHash[:], kid...)
+	nvr, kind := indexOf(e)
+	if nvr == "" {
+		return dedup, nil, nil
+	}
+	return dedup, []log.IndexKey{{NVR: nvr, Type: kind}}, nil
+}
+
+// Index kinds of the NVR index (GET /lookup/{nvr}).
+const (
+	IndexBuild    = "build"
+	IndexOfficial = "official"
+	IndexVerdict  = "verdict"
+	IndexJob      = "job"
+	IndexLease    = "lease"
+	IndexJobClose = "job-close"
+)
+
+func indexOf(e *attest.Entry) (nvr, kind string) {
+	switch v := e.Value.(type) {
+	case *attest.Attestation:
+		if v.Official {
+			return v.Build.NVR, IndexOfficial
+		}
+		return v.Build.NVR, IndexBuild
+	case *attest.Verdict:
+		return v.Build.NVR, IndexVerdict
+	case *attest.Job:
+		return v.Build.NVR, IndexJob
+	case *attest.Lease:
+		return v.Build.NVR, IndexLease
+	case *attest.JobClose:
+		return v.Build.NVR, IndexJobClose
+	}
+	return "", ""
+}
+
+// NewService replays the log into a new Coordinator and returns the
+// service. Entries that the coordinator refuses on replay are logged and
+// skipped: they had no effect when they were appended either.
+func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
+	if cfg.Log == nil || cfg.Signer == nil {
+		return nil, fmt.Errorf("coord: service needs a log and a coordinator key: %w", ErrInvalid)
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Coord.Authority = cfg.Signer.KeyID()
+	s := &Service{
+		cfg:       cfg,
+		log:       cfg.Log,
+		coord:     New(cfg.Coord),
+		admin:     make(map[string]*attest.Verifier),
+		verifiers: make(map[string]*attest.Verifier),
+		signers:   make(map[uint64]string),
+		notices:   make(map[string][]Notice),
+	}
+	for _, v := range cfg.AdminKeys {
+		s.admin[v.KeyID()] = v
+	}
+	size, _ := cfg.Log.Size()
+	for i := uint64(0); i < size; i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("coord: replay: %w", err)
+		}
+		data, err := cfg.Log.Entry(ctx, i)
+		if err != nil {
+			return nil, fmt.Errorf("coord: replay entry %d: %w", i, err)
+		}
+		e, err := attest.Parse(data, attest.ParseOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("coord: replay entry %d: %w", i, err)
+		}
+		if err := s.apply(i, e); err != nil {
+			cfg.Logger.Warn("replay: entry refused by the coordinator", "index", i, "type", e.PayloadType, "err", err)
+		}
+	}
+	cfg.Logger.Info("coordinator state replayed", "entries", size, "jobs", len(s.coord.Jobs()), "keys", len(s.coord.Keys()))
+	return s, nil
+}
+
+// Coordinator returns the coordinator state (read it; decide through the
+// Service).
+func (s *Service) Coordinator() *Coordinator { return s.coord }
+
+// event converts a parsed entry into the coordinator's view of it.
+func event(e *attest.Entry) (Event, bool) {
+	if a := e.Attestation(); a != nil {
+		if a.Official {
+			return Event{}, false
+		}
+		// attest numbers parts from 1, the coordinator from 0.
+		return Event{Signer: e.KeyID, Payload: Result{Build: a.Build, LeaseID: a.LeaseID, ResultSet: a.ResultSet.Digest, Part: a.ResultSet.Part - 1, Parts: a.ResultSet.Parts}}, true
+	}
+	return Event{Signer: e.KeyID, Payload: e.Value}, true
+}
+
+// apply folds the entry at index into the coordinator and the notices.
+func (s *Service) apply(index uint64, e *attest.Entry) error {
+	ev, ok := event(e)
+	if !ok {
+		return nil
+	}
+	if err := s.coord.Apply(index, ev); err != nil {
+		return err
+	}
+	switch v := e.Value.(type) {
+	case *attest.Attestation:
+		s.mu.Lock()
+		s.signers[index] = e.KeyID
+		s.mu.Unlock()
+	case *attest.Verdict:
+		s.noteVerdict(index, v)
+	case *attest.Revocation:
+		s.mu.Lock()
+		delete(s.verifiers, v.KeyID)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// noteVerdict turns a verdict into notices for the builders it names.
+func (s *Service) noteVerdict(index uint64, v *attest.Verdict) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	add := func(key string, n Notice) {
+		ns := append(s.notices[key], n)
+		if len(ns) > maxNotices {
+			ns = ns[len(ns)-maxNotices:]
+		}
+		s.notices[key] = ns
+	}
+	for _, o := range v.Outliers {
+		add(o.KeyID, Notice{Index: index, Kind: "outlier", Build: v.Build, Verdict: v.Verdict, ResultSet: o.ResultSet, Expected: v.ResultSet, At: v.At})
+	}
+	if v.ResultSet == "" {
+		return
+	}
+	for _, g := range v.Groups {
+		if g.ResultSet != v.ResultSet {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, idx := range g.Entries {
+			key, ok := s.signers[idx]
+			if !ok || seen[key] {
+				continue
+			}
+			seen[key] = true
+			add(key, Notice{Index: index, Kind: "agreed", Build: v.Build, Verdict: v.Verdict, ResultSet: g.ResultSet, Expected: v.ResultSet, At: v.At})
+		}
+	}
+}
+
+// Notices returns the notices about keyID's results, oldest first.
+func (s *Service) Notices(keyID string) []Notice {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Notice(nil), s.notices[keyID]...)
+}
+
+// verifier returns the verifier of an enrolled, unrevoked key with role.
+func (s *Service) verifier(keyID, role string) (*attest.Verifier, error) {
+	if role == attest.RoleAdmin {
+		if v := s.admin[keyID]; v != nil {
+			return v, nil
+		}
+	}
+	st, err := s.coord.Key(keyID)
+	if err != nil {
+		return nil, err
+	}
+	if st.Revoked {
+		return nil, fmt.Errorf("coord: key %s: %w", keyID, ErrRevoked)
+	}
+	if st.Enrolment.Role != role {
+		return nil, fmt.Errorf("coord: key %s has role %q, need %q: %w", keyID, st.Enrolment.Role, role, ErrRole)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v := s.verifiers[keyID]; v != nil {
+		return v, nil
+	}
+	v, err := attest.ParsePublicPEM([]byte(st.Enrolment.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("coord: key %s: enrolled public key: %w", keyID, err)
+	}
+	s.verifiers[keyID] = v
+	return v, nil
+}
+
+// RequestVerifier returns the verifier of a key that may sign API requests
+// needing role (attest.RoleBuilder or attest.RoleAdmin): an enrolled,
+// unrevoked key with that role, or for admin one of ServiceConfig.AdminKeys.
+func (s *Service) RequestVerifier(keyID, role string) (*attest.Verifier, error) {
+	return s.verifier(keyID, role)
+}
+
+// existing returns the index of the entry whose bytes are exactly env, if
+// the log has it: a resubmission is answered from the log before the
+// coordinator is asked, so that it is not judged (nor counted) twice.
+func (s *Service) existing(ctx context.Context, env []byte) (uint64, bool) {
+	size, _ := s.log.Size()
+	if size == 0 {
+		return 0, false
+	}
+	leaf := sha256.Sum256(append([]byte{0}, env...)) // RFC 6962 section 2.1: leaf hash
+	idx, _, err := s.log.InclusionProofByHash(ctx, leaf[:], size)
+	if err != nil {
+		return 0, false
+	}
+	return idx, true
+}
+
+// Submit checks a submitted entry and appends it: a builder's attestation
+// under its live lease, an importer's official build, a witness's verdict
+// or alarm, an admin's alarm clearing. Each must be signed by an enrolled,
+// unrevoked key with the role for it. An envelope already in the log gets
+// its existing index and changes nothing.
+func (s *Service) Submit(ctx context.Context, env []byte) (SubmitResult, error) {
+	e, err := attest.Parse(env, attest.ParseOptions{})
+	if err != nil {
+		return SubmitResult{}, err
+	}
+	if idx, ok := s.existing(ctx, env); ok {
+		return SubmitResult{Index: idx, Duplicate: true}, nil
+	}
+	var role string
+	switch v := e.Value.(type) {
+	case *attest.Attestation:
+		role = attest.RoleBuilder
+		if v.Official {
+			role = attest.RoleImporter
+		}
+	case *attest.Verdict, *attest.Alarm:
+		role = attest.RoleWitness
+	case *attest.AlarmClear:
+		role = attest.RoleAdmin
+	default:
+		return SubmitResult{}, fmt.Errorf("coord: submit %s: %w", e.PayloadType, ErrNotSubmittable)
+	}
+	v, err := s.verifier(e.KeyID, role)
+	if err != nil {
+		return SubmitResult{}, fmt.Errorf("coord: submit %s: %w", e.PayloadType, err)
+	}
+	if err := e.Verify(v); err != nil {
+		return SubmitResult{}, fmt.Errorf("coord: submit %s: %w", e.PayloadType, err)
+	}
+	now := s.cfg.Now()
+	var hold *Reservation
+	switch p := e.Value.(type) {
+	case *attest.Attestation:
+		if !p.Official {
+			ev, _ := event(e)
+			// coordinator.md §Results: the key must hold a live lease for
+			// this build; the hold keeps it live while the entry is logged.
+			if hold, err = s.coord.HoldResult(e.KeyID, ev.Payload.(Result), now); err != nil {
+				return SubmitResult{}, err
+			}
+		}
+	case *attest.Alarm:
+		if hold, err = s.coord.HoldAlarm(ctx, e.KeyID, *p); err != nil {
+			return SubmitResult{}, err
+		}
+	}
+	if hold != nil {
+		defer hold.Release()
+	}
+	// Once the log has the entry the coordinator must see it: the append
+	// outlives a client that hangs up.
+	res, err := s.log.Add(context.WithoutCancel(ctx), env)
+	if err != nil {
+		return SubmitResult{}, fmt.Errorf("coord: submit: %w", err)
+	}
+	out := SubmitResult{Index: res.Index, Duplicate: res.Duplicate}
+	if res.Duplicate {
+		return out, nil
+	}
+	if err := s.apply(res.Index, e); err != nil {
+		s.cfg.Logger.Error("logged entry refused by the coordinator", "index", res.Index, "type", e.PayloadType, "err", err)
+	}
+	return out, nil
+}
+
+// commit signs a decision with the coordinator key, appends it and applies
+// it; it returns the entry's index.
+func (s *Service) commit(r *Reservation) (uint64, error) {
+	var index uint64
+	err := s.coord.Commit(r, func(r *Reservation) (uint64, error) {
+		env, err := attest.Sign(s.cfg.Signer, r.PayloadType(), r.Payload)
+		if err != nil {
+			return 0, err
+		}
+		res, err := s.log.Add(context.Background(), env)
+		if err != nil {
+			return 0, err
+		}
+		index = res.Index
+		return res.Index, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.afterCommit(index, r.Payload)
+	return index, nil
+}
+
+// afterCommit keeps the service's own views in step with a decision.
+func (s *Service) afterCommit(_ uint64, payload any) {
+	if rv, ok := payload.(attest.Revocation); ok {
+		s.mu.Lock()
+		delete(s.verifiers, rv.KeyID)
+		s.mu.Unlock()
+	}
+}
+
+// Lease leases a job to the builder key keyID for one of arches, chosen at
+// random among the eligible jobs, and returns the lease once it is durably
+// in the log (ARCHITECTURE.md: the lease is logged before the builder sees
+// it).
+func (s *Service) Lease(ctx context.Context, keyID string, arches []string) (attest.Lease, uint64, error) {
+	r, err := s.coord.NextLease(keyID, arches, s.cfg.Now())
+	if err != nil {
+		return attest.Lease{}, 0, err
+	}
+	l := r.Payload.(attest.Lease)
+	idx, err := s.commit(r)
+	if err != nil {
+		return attest.Lease{}, 0, err
+	}
+	s.cfg.Logger.Debug("lease", "lease", l.LeaseID, "job", l.JobID, "nvr", l.Build.NVR, "key", keyID, "index", idx)
+	return l, idx, nil
+}
+
+// EndLease logs that the holder keyID failed or abandoned leaseID.
+func (s *Service) EndLease(ctx context.Context, keyID, leaseID, reason, detail string) (uint64, error) {
+	r, err := s.coord.EndLease(keyID, leaseID, reason, detail, s.cfg.Now())
+	if err != nil {
+		return 0, err
+	}
+	return s.commit(r)
+}
+
+// Enqueue logs a new job for j.Build and returns it with its id and index.
+func (s *Service) Enqueue(ctx context.Context, j attest.Job) (attest.Job, uint64, error) {
+	r, err := s.coord.Enqueue(j, s.cfg.Now())
+	if err != nil {
+		return attest.Job{}, 0, err
+	}
+	job := r.Payload.(attest.Job)
+	idx, err := s.commit(r)
+	if err != nil {
+		return attest.Job{}, 0, err
+	}
+	s.cfg.Logger.Info("job enqueued", "job", job.JobID, "nvr", job.Build.NVR, "arch", job.Build.Arch, "wanted", job.Wanted, "index", idx)
+	return job, idx, nil
+}
+
+// Enrol logs the enrolment of a key for an operator.
+func (s *Service) Enrol(ctx context.Context, en attest.Enrolment) (uint64, error) {
+	r, err := s.coord.Enrol(en, s.cfg.Now())
+	if err != nil {
+		return 0, err
+	}
+	idx, err := s.commit(r)
+	if err != nil {
+		return 0, err
+	}
+	s.cfg.Logger.Info("key enrolled", "key", en.KeyID, "role", en.Role, "operator", en.Operator, "index", idx)
+	return idx, nil
+}
+
+// Revoke logs the revocation of keyID; its live leases expire on the next
+// tick.
+func (s *Service) Revoke(ctx context.Context, keyID, reason string) (uint64, error) {
+	r, err := s.coord.Revoke(ctx, keyID, reason, s.cfg.Now())
+	if err != nil {
+		return 0, err
+	}
+	idx, err := s.commit(r)
+	if err != nil {
+		return 0, err
+	}
+	s.cfg.Logger.Info("key revoked", "key", keyID, "reason", reason, "index", idx)
+	return idx, nil
+}
+
+// Jobs lists every job.
+func (s *Service) Jobs() []JobStatus { return s.coord.Jobs() }
+
+// Tick expires the leases past their expiry (or whose key was revoked) and
+// closes the jobs that may close, logging each decision. It returns how
+// many leases it expired and jobs it closed.
+func (s *Service) Tick(ctx context.Context) (expired, closed int, err error) {
+	now := s.cfg.Now()
+	for _, r := range s.coord.Expire(now) {
+		le := r.Payload.(attest.LeaseEnd)
+		if _, err := s.commit(r); err != nil {
+			return expired, closed, fmt.Errorf("coord: expire lease %s: %w", le.LeaseID, err)
+		}
+		expired++
+		s.cfg.Logger.Info("lease expired", "lease", le.LeaseID, "job", le.JobID, "key", le.KeyID, "detail", le.Detail)
+	}
+	for _, r := range s.coord.Closable(now) {
+		jc := r.Payload.(attest.JobClose)
+		if _, err := s.commit(r); err != nil {
+			return expired, closed, fmt.Errorf("coord: close job %s: %w", jc.JobID, err)
+		}
+		closed++
+		s.cfg.Logger.Info("job closed", "job", jc.JobID, "nvr", jc.Build.NVR, "arch", jc.Build.Arch, "results", jc.Results)
+	}
+	return expired, closed, nil
+}
+
+// Run calls Tick every TickInterval until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, _, err := s.Tick(ctx); err != nil {
+				s.cfg.Logger.Error("coordinator tick", "err", err)
+			}
+		}
+	}
+}
