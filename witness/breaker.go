@@ -83,13 +83,14 @@ type mismatch struct {
 // while it is tripped positive verdicts are withheld (Gate) and job
 // dispatch pauses (the coordinator asks Tripped); only a logged AlarmClear
 // clears it. Like Reputation it is pure state fed in log order, so an
-// auditor replaying the log re-derives every trip and clear. A Breaker is
-// not safe for concurrent use.
+// auditor replaying the log re-derives every trip and clear. Make one with
+// NewBreaker or UnmarshalJSON; a Breaker is not safe for concurrent use.
 type Breaker struct {
 	cfg        BreakerConfig
 	last       uint64
-	window     []mark // the latest counted results, oldest first
-	outliers   int    // outliers in window
+	window     []mark          // the latest counted results, oldest first
+	inWindow   map[uint64]bool // the indices in window
+	outliers   int             // outliers in window
 	mismatches []mismatch
 	alarm      *attest.Alarm
 }
@@ -99,7 +100,7 @@ func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Breaker{cfg: cfg}, nil
+	return &Breaker{cfg: cfg, inWindow: map[uint64]bool{}}, nil
 }
 
 // Tripped reports whether the breaker is tripped, and the alarm it raised.
@@ -182,10 +183,14 @@ func (b *Breaker) alarmCopy() *attest.Alarm {
 
 // add puts one counted result into the sliding window.
 func (b *Breaker) add(index uint64, outlier bool) {
-	if slices.ContainsFunc(b.window, func(m mark) bool { return m.Index == index }) {
+	if b.inWindow == nil {
+		b.inWindow = map[uint64]bool{}
+	}
+	if b.inWindow[index] {
 		return
 	}
 	b.window = append(b.window, mark{Index: index, Outlier: outlier})
+	b.inWindow[index] = true
 	if outlier {
 		b.outliers++
 	}
@@ -193,7 +198,10 @@ func (b *Breaker) add(index uint64, outlier bool) {
 		if b.window[0].Outlier {
 			b.outliers--
 		}
-		b.window = slices.Delete(b.window, 0, 1)
+		delete(b.inWindow, b.window[0].Index)
+		// Dropping from the front by reslicing: append copies only the
+		// live window when it reallocates, so this is amortized O(1).
+		b.window = b.window[1:]
 	}
 }
 
@@ -235,6 +243,7 @@ func (b *Breaker) Clear(c attest.AlarmClear, index uint64) error {
 	b.last = index
 	b.alarm = nil
 	b.window = nil
+	b.inWindow = map[uint64]bool{}
 	b.outliers = 0
 	b.mismatches = nil
 	return nil
@@ -298,6 +307,6 @@ func (b *Breaker) UnmarshalJSON(data []byte) error {
 	if s.Alarm != nil && s.Alarm.TreeSize > s.Last+1 {
 		return fmt.Errorf("witness: breaker state: alarm at tree size %d after %d: %w", s.Alarm.TreeSize, s.Last, ErrState)
 	}
-	*b = Breaker{cfg: s.Config, last: s.Last, window: s.Window, outliers: outliers, mismatches: s.Mismatches, alarm: s.Alarm}
+	*b = Breaker{cfg: s.Config, last: s.Last, window: s.Window, inWindow: seen, outliers: outliers, mismatches: s.Mismatches, alarm: s.Alarm}
 	return nil
 }

@@ -493,3 +493,32 @@ func TestPipeline(t *testing.T) {
 		t.Errorf("build 5 after clear: %q", o.Verdict)
 	}
 }
+
+// BenchmarkBreakerObserve measures one 10-result outcome entering a full
+// default window of 5,000 results (the audit replays one per build).
+func BenchmarkBreakerObserve(b *testing.B) {
+	br := mustBreaker(b, DefaultBreakerConfig())
+	var fd feed
+	for range 500 {
+		breakerObserve(b, br, fd.results(10, 0))
+	}
+	os := make([]Outcome, 1000)
+	for i := range os {
+		os[i] = fd.results(10, 0)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i == len(os) {
+			// Keep the log order: continue after the prepared outcomes.
+			b.StopTimer()
+			for j := range os {
+				os[j] = fd.results(10, 0)
+			}
+			i = 0
+			b.StartTimer()
+		}
+		breakerObserve(b, br, os[i])
+		i++
+	}
+}

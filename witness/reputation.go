@@ -86,6 +86,9 @@ func (r *Reputation) Observe(o Outcome) ([]Notice, error) {
 	if !o.Final || o.ResultSet == "" {
 		return nil, nil
 	}
+	if r.keys == nil || r.ops == nil {
+		return nil, fmt.Errorf("witness: reputation not made by NewReputation or UnmarshalJSON: %w", ErrConfig)
+	}
 	var notices []Notice
 	for _, v := range o.Counted {
 		outlier := v.ResultSet != o.ResultSet

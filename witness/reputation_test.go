@@ -272,3 +272,25 @@ func FuzzReputationState(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkReputationObserve measures one 10-result outcome with one
+// outlier, for 10 keys whose windows are full.
+func BenchmarkReputationObserve(b *testing.B) {
+	r := mustReputation(b)
+	var fd feed
+	vs := make([]vote, 10)
+	for i := range vs {
+		vs[i] = vote{key: fmt.Sprint("k", i), op: fmt.Sprint("op", i)}
+	}
+	for range 60 {
+		observe(b, r, fd.outcome(vs...))
+	}
+	vs[3].outlier = true
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		o := fd.outcome(vs...)
+		b.StartTimer()
+		observe(b, r, o)
+	}
+}
