@@ -79,15 +79,15 @@ func NewReputation(window, maxOutliers int) (*Reputation, error) {
 // a result already recorded (an outcome fed again after the official build
 // arrived) is not counted twice.
 func (r *Reputation) Observe(o Outcome) ([]Notice, error) {
+	if r.keys == nil || r.ops == nil {
+		return nil, fmt.Errorf("witness: reputation not made by NewReputation or UnmarshalJSON: %w", ErrConfig)
+	}
 	if o.At < r.last {
 		return nil, fmt.Errorf("witness: reputation: outcome at %d after %d: %w", o.At, r.last, ErrOutOfOrder)
 	}
 	r.last = o.At
 	if !o.Final || o.ResultSet == "" {
 		return nil, nil
-	}
-	if r.keys == nil || r.ops == nil {
-		return nil, fmt.Errorf("witness: reputation not made by NewReputation or UnmarshalJSON: %w", ErrConfig)
 	}
 	var notices []Notice
 	for _, v := range o.Counted {

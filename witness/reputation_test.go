@@ -294,3 +294,10 @@ func BenchmarkReputationObserve(b *testing.B) {
 		observe(b, r, o)
 	}
 }
+
+func TestReputationZeroValue(t *testing.T) {
+	var r Reputation
+	if _, err := r.Observe(Outcome{Final: true, ResultSet: "good", At: 5}); !errors.Is(err, ErrConfig) || r.last != 0 {
+		t.Errorf("zero Reputation: %v, last %d", err, r.last)
+	}
+}
