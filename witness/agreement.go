@@ -1,5 +1,5 @@
 // Package witness follows a skyline log, checks it, and computes what the log
-// says about each build: the agreement engine (this file), builder
+// says about each build: the agreement engine (agreement.go), builder
 // reputation and the circuit breaker. The agreement rules are those of
 // ARCHITECTURE.md "Agreement" and docs/agreement.md; the code here is pure
 // (no I/O, no clocks) so that the witness, `skyline verify` and

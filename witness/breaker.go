@@ -19,11 +19,14 @@ var (
 	ErrWrongAlarm = errors.New("clear does not follow the alarm")
 )
 
-// Reasons of an alarm.
+// Reasons of an alarm: the start of attest.Alarm.Reason.
 const (
-	ReasonOutlierRate       = "outlier-rate"
-	ReasonOfficialMismatch  = "official-mismatches"
-	breakerPPM              = 1_000_000
+	ReasonOutlierRate      = "outlier-rate"
+	ReasonOfficialMismatch = "official-mismatches"
+)
+
+const (
+	breakerPPM              = 1_000_000 // rates are compared in parts per million
 	defaultBreakerWindow    = 5000
 	defaultBreakerThreshold = 0.05
 	defaultBreakerMinSample = 500
