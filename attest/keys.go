@@ -60,6 +60,7 @@ type Signer struct {
 	pub    crypto.PublicKey
 	pubPEM []byte
 	keyID  string
+	ver    *Verifier
 }
 
 // NewSigner returns a Signer for an ed25519.PrivateKey or an
@@ -92,7 +93,11 @@ func NewSigner(priv crypto.PrivateKey) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Signer{priv: priv, signer: sv, pub: pub, pubPEM: pubPEM, keyID: id}, nil
+	ver, err := NewVerifier(pub)
+	if err != nil {
+		return nil, err
+	}
+	return &Signer{priv: priv, signer: sv, pub: pub, pubPEM: pubPEM, keyID: id, ver: ver}, nil
 }
 
 // LoadSigner reads a PKCS#8 PEM private key file written by keygen.
@@ -135,14 +140,7 @@ func (s *Signer) PrivatePEM() ([]byte, error) {
 }
 
 // Verifier returns a Verifier for the signer's public key.
-func (s *Signer) Verifier() *Verifier {
-	v, err := NewVerifier(s.pub)
-	if err != nil {
-		// NewSigner already accepted this key type.
-		panic(err)
-	}
-	return v
-}
+func (s *Signer) Verifier() *Verifier { return s.ver }
 
 // NoteSigner returns a C2SP signed-note signer with key name name, made
 // from the same Ed25519 private key. ECDSA keys have no note form.
