@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 PKGS      := ./...
 
-.PHONY: all build test demo lint vet fmt-check staticcheck unit bench fuzz deps clean
+.PHONY: all build test demo lint vet fmt-check staticcheck unit bench fuzz deps clean rpm
 
 all: build
 
@@ -45,6 +45,12 @@ bench: deps
 # fuzz runs every Fuzz target for FUZZTIME each.
 fuzz:
 	@./scripts/fuzz $(FUZZTIME)
+
+# rpm builds bin/rpm/RPMS/<arch>/skyline-*.rpm (the binary and the systemd
+# units) with rpmbuild; it packs the binary built by `build`, so it works
+# offline and needs no Go toolchain inside rpmbuild.
+rpm: deps build
+	./packaging/rpm.sh $(BIN)
 
 clean:
 	rm -rf $(BIN)
