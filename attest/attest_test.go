@@ -388,3 +388,35 @@ func validPayloads(t testing.TB, s *Signer, now time.Time) []payloadCase {
 		{PayloadAlarmClear, &AlarmClear{AlarmIndex: 43, Reason: "false alarm", At: now}},
 	}
 }
+
+func TestOfficialBuild(t *testing.T) {
+	s := newSigner(t, "ed25519")
+	b := testBuild()
+	b.Official, b.LeaseID, b.Backend, b.Chroot = true, "", "koji", ""
+	envs, err := NewSubjectAttestations(b, testSubjects(2), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Parse(envs[0], ParseOptions{Keys: func(string) (*Verifier, error) { return s.Verifier(), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := e.Attestation()
+	if !a.Official || a.LeaseID != "" || a.Backend != "koji" {
+		t.Fatalf("official attestation %+v", a)
+	}
+	if !bytes.Contains(e.Payload, []byte(BuildTypeOfficial)) {
+		t.Fatal("payload lacks the official build type")
+	}
+	// Parts of an official build and of a rebuild never reassemble together.
+	rb := testBuild()
+	renvs, _ := NewSubjectAttestations(rb, testSubjects(2), s)
+	re, _ := Parse(renvs[0], ParseOptions{})
+	a2 := *a
+	a2.ResultSet.Parts, a2.ResultSet.Part = 2, 1
+	r2 := *re.Attestation()
+	r2.ResultSet.Parts, r2.ResultSet.Part = 2, 2
+	if _, err := Reassemble([]*Attestation{&a2, &r2}); !errors.Is(err, ErrParts) {
+		t.Fatalf("official + rebuild parts: %v, want ErrParts", err)
+	}
+}

@@ -45,16 +45,23 @@ type field struct {
 }
 
 var (
-	schemaMu    sync.Mutex
-	schemaCache = map[reflect.Type]*schema{}
+	schemaMu    sync.Mutex                   // serializes building schemaCache
+	schemaCache = map[reflect.Type]*schema{} // guarded by schemaMu
+	schemaReady sync.Map                     // reflect.Type -> *schema, complete schemas only
 	timeType    = reflect.TypeFor[time.Time]()
 )
 
-// schemaFor returns the schema of t (cached).
+// schemaFor returns the schema of t (cached: Parse runs concurrently on
+// the log's hot path, so the common case takes no lock).
 func schemaFor(t reflect.Type) *schema {
+	if s, ok := schemaReady.Load(t); ok {
+		return s.(*schema)
+	}
 	schemaMu.Lock()
 	defer schemaMu.Unlock()
-	return buildSchema(t)
+	s := buildSchema(t)
+	schemaReady.Store(t, s)
+	return s
 }
 
 func buildSchema(t reflect.Type) *schema {
