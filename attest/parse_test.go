@@ -319,3 +319,26 @@ func TestFuzzCorpus(t *testing.T) {
 		t.Fatalf("corpus has valid entries of %d payload types, want 10: %v", len(types), types)
 	}
 }
+
+// Parse runs concurrently in the log; the race detector checks the shared
+// schema cache.
+func TestParseConcurrent(t *testing.T) {
+	seeds := fuzzSeeds(t)
+	done := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for _, s := range seeds {
+				if _, err := Parse(s, ParseOptions{}); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
