@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/fedora-skyline/skyline/attest"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -69,6 +71,9 @@ type Config struct {
 	// /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin.
 	Path string `toml:"path"`
 
+	// Arches are the RPM architectures this builder asks for jobs of.
+	// Default: the host's (x86_64, aarch64, ...).
+	Arches []string `toml:"arches"`
 	// Jobs is how many builds run at once. Default 1.
 	Jobs int `toml:"jobs"`
 	// BuildTimeout bounds one build; on expiry the whole process group of
@@ -132,6 +137,7 @@ func DefaultConfig() Config {
 		Chroot:            "fedora-rawhide-x86_64",
 		BuildPath:         "/var/tmp/skyline-build",
 		Path:              "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		Arches:            []string{HostArch()},
 		Jobs:              1,
 		BuildTimeout:      6 * time.Hour,
 		StopGrace:         2 * time.Minute,
@@ -197,6 +203,10 @@ func (c Config) Validate() error {
 		return bad("state_dir and work_dir must differ: work_dir is wiped after every job")
 	case c.Path == "":
 		return bad("path must not be empty")
+	case len(c.Arches) == 0:
+		return bad("arches must name at least one architecture")
+	case !validArches(c.Arches):
+		return bad("arches %q: not RPM architecture names", c.Arches)
 	case c.Jobs < 1 || c.Jobs > 64:
 		return bad("jobs %d is not between 1 and 64", c.Jobs)
 	case c.BuildTimeout <= 0 || c.StopGrace < 0 || c.PollInterval <= 0 || c.NoticeInterval <= 0 || c.DiskCheckInterval <= 0:
@@ -218,4 +228,26 @@ func (c Config) Validate() error {
 func validVerifierKey(vkey string) bool {
 	_, err := note.NewVerifier(vkey)
 	return err == nil
+}
+
+func validArches(arches []string) bool {
+	for _, a := range arches {
+		if attest.CheckArch(a) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// HostArch is the RPM architecture of the machine the daemon runs on.
+func HostArch() string {
+	switch runtime.GOARCH {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	case "386":
+		return "i686"
+	}
+	return runtime.GOARCH // ppc64le, s390x, riscv64 are spelled alike
 }

@@ -20,7 +20,8 @@ func TestParseConfigDefaultsAndOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := DefaultConfig()
-	if cfg.Jobs != 1 || cfg.Backend != BackendMock || cfg.BuildTimeout != 6*time.Hour || !cfg.PauseOnBattery || cfg.StateDir != want.StateDir {
+	if cfg.Jobs != 1 || cfg.Backend != BackendMock || cfg.BuildTimeout != 6*time.Hour || !cfg.PauseOnBattery || cfg.StateDir != want.StateDir ||
+		len(cfg.Arches) != 1 || cfg.Arches[0] != HostArch() {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
 	cfg, err = ParseConfig([]byte(minimalTOML + `
@@ -31,12 +32,13 @@ stop_grace = "30s"
 max_cpu_busy = 0.25
 pause_on_battery = false
 mock_args = ["--isolation=simple"]
+arches = ["aarch64", "noarch"]
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Backend != BackendRpmbuild || cfg.Jobs != 2 || cfg.BuildTimeout != 90*time.Minute || cfg.StopGrace != 30*time.Second ||
-		cfg.MaxCPUBusy != 0.25 || cfg.PauseOnBattery || len(cfg.MockArgs) != 1 {
+		cfg.MaxCPUBusy != 0.25 || cfg.PauseOnBattery || len(cfg.MockArgs) != 1 || len(cfg.Arches) != 2 {
 		t.Errorf("overrides not applied: %+v", cfg)
 	}
 }
@@ -50,6 +52,8 @@ func TestParseConfigRejects(t *testing.T) {
 		{`key = "k"` + "\n" + `log_key = "l"`, "coordinator"},
 		{minimalTOML + `backend = "docker"`, "backend"},
 		{minimalTOML + "jobs = 0", "jobs"},
+		{minimalTOML + "arches = []", "arches"},
+		{minimalTOML + `arches = ["x86 64"]`, "arches"},
 		{minimalTOML + `build_timeout = "soon"`, "soon"},
 		{minimalTOML + "max_cpu_busy = 1.5", "max_cpu_busy"},
 		{minimalTOML + `state_dir = "relative"`, "absolute"},

@@ -12,14 +12,16 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/builder"
 )
 
-// newBuilderCoordinator makes the HTTP client the daemon talks to the
-// coordinator and log with. It is the api package's client; until that
-// exists it is nil and `builder run` says so.
-var newBuilderCoordinator func(cfg builder.Config, s *attest.Signer) (builder.Coordinator, error)
+// newBuilderCoordinator makes the api client the daemon talks to the
+// coordinator and log with; requests are signed with the builder key.
+func newBuilderCoordinator(cfg builder.Config, s *attest.Signer) (builder.Coordinator, error) {
+	return api.NewClient(api.ClientConfig{URL: cfg.Coordinator, Signer: s, Arches: cfg.Arches})
+}
 
 // runBuilder implements `skyline builder [run|status|enroll-request] ...`.
 func runBuilder(args []string, stdout, stderr io.Writer) int {
@@ -120,10 +122,6 @@ Flags:
 	if err != nil {
 		fmt.Fprintf(stderr, "skyline builder: %v\n", err)
 		return exitUsage
-	}
-	if newBuilderCoordinator == nil {
-		fmt.Fprintf(stderr, "skyline builder: this build has no coordinator client (package api)\n")
-		return exitFail
 	}
 	coord, err := newBuilderCoordinator(cfg, signer)
 	if err != nil {
