@@ -60,13 +60,13 @@ type SubmitResult struct {
 // Notice is what the witnesses concluded about one of a builder's results
 // (mirrors builder.Notice, which the API client converts it to).
 type Notice struct {
-	Index     uint64 // log index of the verdict
-	Kind      string // "outlier" or "agreed"
-	Build     attest.BuildID
-	Verdict   string
-	ResultSet string // the builder's
-	Expected  string // the agreeing group's
-	At        time.Time
+	Index     uint64         `json:"index"` // log index of the verdict
+	Kind      string         `json:"kind"`  // "outlier" or "agreed"
+	Build     attest.BuildID `json:"build"`
+	Verdict   string         `json:"verdict,omitempty"`
+	ResultSet string         `json:"result_set,omitempty"` // the builder's
+	Expected  string         `json:"expected,omitempty"`   // the agreeing group's
+	At        time.Time      `json:"at"`
 }
 
 // maxNotices bounds the notices kept per key: the newest are kept.
