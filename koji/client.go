@@ -164,7 +164,10 @@ func (c *Client) post(ctx context.Context, method string, body []byte) (any, err
 		if err == nil {
 			return v, nil
 		}
-		if !retry || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		}
+		if !retry {
 			return nil, err
 		}
 		last = err
