@@ -117,8 +117,11 @@ func (l *limiter) allow(client string, now time.Time) error {
 		b = &bucket{tokens: l.burst, last: now}
 		l.buckets[client] = b
 	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
+	// A clock that stepped back refills nothing.
+	if now.After(b.last) {
+		b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+		b.last = now
+	}
 	if b.tokens < 1 {
 		return fmt.Errorf("api: client %s: %w", client, ErrRateLimited)
 	}
