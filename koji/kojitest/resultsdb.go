@@ -29,13 +29,15 @@ type FakeResultsDB struct {
 	cfg FakeResultsDBConfig
 
 	mu       sync.Mutex
-	results  []*fakeResult
+	results  []*StoredResult
 	clock    time.Time
 	failNext int
 	posts    int
+	requests int
 }
 
-type fakeResult struct {
+// StoredResult is a result as the fake stores it.
+type StoredResult struct {
 	ID         int64
 	Testcase   string
 	Outcome    string
@@ -87,12 +89,23 @@ func (f *FakeResultsDB) Count() int {
 	return len(f.results)
 }
 
+// Results returns copies of the stored results, oldest first.
+func (f *FakeResultsDB) Results() []StoredResult {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]StoredResult, len(f.results))
+	for i, r := range f.results {
+		out[i] = *r
+	}
+	return out
+}
+
 // AddResult stores a result directly, as another ResultsDB client would
 // (for gate tests with results skyline did not publish).
 func (f *FakeResultsDB) AddResult(testcase, outcome string, data map[string]string) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	r := &fakeResult{Testcase: testcase, Outcome: outcome, Data: map[string][]string{}}
+	r := &StoredResult{Testcase: testcase, Outcome: outcome, Data: map[string][]string{}}
 	keys := make([]string, 0, len(data))
 	for k := range data {
 		keys = append(keys, k)
@@ -106,7 +119,7 @@ func (f *FakeResultsDB) AddResult(testcase, outcome string, data map[string]stri
 }
 
 // store assigns an id and a strictly increasing submit time; f.mu is held.
-func (f *FakeResultsDB) store(r *fakeResult) int64 {
+func (f *FakeResultsDB) store(r *StoredResult) int64 {
 	f.clock = f.clock.Add(time.Second)
 	r.ID = int64(len(f.results) + 1)
 	r.SubmitTime = f.clock
@@ -114,9 +127,17 @@ func (f *FakeResultsDB) store(r *fakeResult) int64 {
 	return r.ID
 }
 
+// Requests counts every request to the API, failed ones included.
+func (f *FakeResultsDB) Requests() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests
+}
+
 func (f *FakeResultsDB) injected(w http.ResponseWriter) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.requests++
 	if f.failNext > 0 {
 		f.failNext--
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"message": "Unable to communicate with database"})
@@ -206,7 +227,7 @@ func (f *FakeResultsDB) create(w http.ResponseWriter, r *http.Request) {
 		validationError(w, "outcome", "Value error, must be one of: "+strings.Join(presetOutcomes, ", "), "value_error", outcome)
 		return
 	}
-	res := &fakeResult{Testcase: testcase, Outcome: outcome, Data: map[string][]string{}}
+	res := &StoredResult{Testcase: testcase, Outcome: outcome, Data: map[string][]string{}}
 	res.Note, _ = body["note"].(string)
 	res.RefURL, _ = body["ref_url"].(string)
 	if raw, ok := body["data"]; ok && raw != nil {
@@ -279,7 +300,7 @@ func pyStr(v any) string {
 }
 
 // serialize is resultsdb/serializers/api_v2.py _serialize_Result; f.mu is held.
-func (f *FakeResultsDB) serialize(r *fakeResult) map[string]any {
+func (f *FakeResultsDB) serialize(r *StoredResult) map[string]any {
 	data := map[string]any{}
 	for k, v := range r.Data {
 		data[k] = v
@@ -392,7 +413,7 @@ func parseISO(s string) (time.Time, error) {
 
 // matches is select_results' filter, without the testcase filter when
 // withTestcase is false.
-func (q *query) matches(r *fakeResult, withTestcase bool) bool {
+func (q *query) matches(r *StoredResult, withTestcase bool) bool {
 	if !q.sinceStart.IsZero() && r.SubmitTime.Before(q.sinceStart) {
 		return false
 	}
@@ -435,8 +456,8 @@ func (q *query) matches(r *fakeResult, withTestcase bool) bool {
 }
 
 // sorted returns results newest first (ResultsDB orders by submit_time desc).
-func (f *FakeResultsDB) sorted() []*fakeResult {
-	out := append([]*fakeResult(nil), f.results...)
+func (f *FakeResultsDB) sorted() []*StoredResult {
+	out := append([]*StoredResult(nil), f.results...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].SubmitTime.After(out[j].SubmitTime) })
 	return out
 }
@@ -451,7 +472,7 @@ func (f *FakeResultsDB) list(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var all []*fakeResult
+	var all []*StoredResult
 	for _, res := range f.sorted() {
 		if q.matches(res, true) {
 			all = append(all, res)
@@ -514,7 +535,7 @@ func (f *FakeResultsDB) latest(w http.ResponseWriter, r *http.Request) {
 
 // groupKeys lists the DISTINCT ON groups a result falls in: its testcase
 // and, per key, each of its values (or none, the outer join's NULL).
-func groupKeys(r *fakeResult, keys []string) []string {
+func groupKeys(r *StoredResult, keys []string) []string {
 	out := []string{r.Testcase}
 	for _, k := range keys {
 		vals := r.Data[k]
