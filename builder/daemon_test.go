@@ -136,7 +136,7 @@ func TestEndToEndRpmbuild(t *testing.T) {
 	done := st.Recent[0]
 	f.assertLog("result acknowledged", "lease=lease-e2e")
 	f.assertCleanWorkDir()
-	t.Logf("build %.3fs, build end to verified acknowledgement %.4fs: ratio %.5f",
+	t.Logf("lease to build end (download + rpmbuild) %.3fs, build end to verified acknowledgement (digest, sign, record, submit, verify) %.4fs: ratio %.5f",
 		done.BuildSeconds, done.AckSeconds, done.AckSeconds/done.BuildSeconds)
 
 	// Restart: the record is still there, and nothing is sent again.

@@ -24,8 +24,9 @@ import (
 const helperEnv = "SKYLINE_BUILDER_TEST_HELPER"
 
 type helperSpec struct {
-	Config  Config `json:"config"`
-	KeyPath string `json:"key_path"`
+	Config      Config `json:"config"`
+	KeyPath     string `json:"key_path"`
+	RealMachine bool   `json:"real_machine"` // ProcMachine instead of an idle fake
 }
 
 // TestHelperBuilderProcess is not a test: run by TestKilledMidBuildRestart
@@ -53,13 +54,17 @@ func TestHelperBuilderProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var machine Machine = &fakeMachine{free: 1 << 40}
+	if spec.RealMachine {
+		machine = ProcMachine{}
+	}
 	d, err := New(spec.Config, Deps{
 		Coordinator: &httpCoordinator{base: spec.Config.Coordinator, c: http.DefaultClient},
 		Attest:      SignerAttester(signer),
 		KeyID:       signer.KeyID(),
 		LogKey:      v,
 		LogOrigin:   origin,
-		Machine:     &fakeMachine{free: 1 << 40},
+		Machine:     machine,
 		Digest:      fakeDigest,
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
