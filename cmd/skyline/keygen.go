@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/fedora-skyline/skyline/attest"
 )
@@ -52,6 +53,11 @@ Flags:
 	if err != nil {
 		fmt.Fprintf(stderr, "skyline keygen: %v\n", err)
 		return exitUsage
+	}
+	// A new key directory is private: it will hold the private key.
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		fmt.Fprintf(stderr, "skyline keygen: %v\n", err)
+		return exitFail
 	}
 	kf, err := attest.WriteKeyFiles(*dir, *name, *noteName, s)
 	if err != nil {
