@@ -84,8 +84,8 @@ type PublisherConfig struct {
 	// URL is ResultsDB's API root, e.g.
 	// https://resultsdb.fedoraproject.org/api/v2.0 (no trailing slash needed).
 	URL string
-	// Username and Password, when set, are sent as HTTP basic auth (how
-	// Fedora's ResultsDB protects POST). Token, when set, is sent as
+	// Username and Password, when set, are sent as HTTP basic auth (for
+	// deployments protecting POST at the web server). Token, when set, is sent as
 	// "Authorization: Bearer" (OIDC deployments). At most one of the two.
 	Username string
 	Password string
