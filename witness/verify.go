@@ -1,0 +1,776 @@
+package witness
+
+// `skyline verify <nvr>`, the release gate (ARCHITECTURE.md "Data flow":
+// checkpoint with k-of-n witness cosignatures, entries for the NVR with
+// inclusion proofs, agreement recomputed locally, witness verdicts checked).
+// docs/verify.md is the specification.
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+
+	"github.com/fedora-skyline/skyline/api"
+	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/attest/rpm"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Errors of Verify, checked with errors.Is. Each is a verification
+// failure (exit 3) except ErrUsage (exit 4); the follower's errors (ErrFork,
+// ErrRollback, ErrBadSignature, ErrBadCheckpoint, ErrBadTile,
+// ErrHiddenEntry, ErrFetch) pass through.
+var (
+	// ErrUsage: the NVR, arch or RPM directory is malformed.
+	ErrUsage = errors.New("bad verify request")
+	// ErrTooFewCosignatures: fewer than k policy witnesses cosigned the
+	// checkpoint.
+	ErrTooFewCosignatures = errors.New("too few witness cosignatures")
+	// ErrTooFewVerdicts: fewer than k policy witnesses signed a verdict
+	// covering every entry seen for the build.
+	ErrTooFewVerdicts = errors.New("too few witness verdicts cover the build")
+	// ErrWitnessDisagrees: a policy witness's verdict, made at a tree size
+	// covering every entry seen, differs from the local recomputation:
+	// the log hid entries from the lookup, or the witness is wrong.
+	ErrWitnessDisagrees = errors.New("witness verdict differs from the recomputed agreement")
+	// ErrBadEntry: an entry does not parse, its signature does not verify,
+	// or it is signed by a key that may not make it.
+	ErrBadEntry = errors.New("bad log entry")
+	// ErrAlarmActive: a circuit-breaker alarm is logged and not cleared.
+	ErrAlarmActive = errors.New("circuit breaker alarm active")
+	// ErrNoBuild: the log knows no build of the NVR (and arch).
+	ErrNoBuild = errors.New("no build of the package in the log")
+)
+
+// Overall statuses of a VerifyReport besides the verdicts.
+const (
+	StatusVerificationFailed = "verification-failed"
+	StatusRPMMismatch        = "rpm-mismatch"
+)
+
+// maxParallel bounds the concurrent requests of one verify.
+const maxParallel = 16
+
+// VerifyConfig configures Verify.
+type VerifyConfig struct {
+	// Policy is the loaded policy. Required.
+	Policy *VerifyPolicy
+	// LogURL overrides Policy.Log.URL.
+	LogURL string
+	// Client makes the HTTP requests. Default: 30 s timeout.
+	Client *http.Client
+	// Previous, when set, is a checkpoint verified by an earlier run: the
+	// new one must be consistent with it (fork and rollback detection).
+	Previous *Checkpoint
+	// Logger receives progress. Default: discard.
+	Logger *slog.Logger
+}
+
+// VerifyRequest names what to verify.
+type VerifyRequest struct {
+	NVR  string
+	Arch string // empty: every arch of the NVR
+	// RPMDir, when set, holds the RPMs about to be released; they must be
+	// exactly the agreed result set of the (single) build verified.
+	RPMDir string
+}
+
+// VerifyReport is what Verify found. It is filled as far as Verify got,
+// also when it returns an error.
+type VerifyReport struct {
+	NVR        string         `json:"nvr"`
+	Arch       string         `json:"arch,omitempty"`
+	Status     string         `json:"status"`
+	Checkpoint *CheckpointRef `json:"checkpoint,omitempty"`
+	// Cosigners are the policy witnesses whose cosignature verified.
+	Cosigners []string      `json:"cosigners"`
+	Builds    []BuildReport `json:"builds"`
+	// Alarms are the logged circuit-breaker alarms not cleared.
+	Alarms []AlarmRef `json:"alarms,omitempty"`
+	RPMs   *RPMCheck  `json:"rpms,omitempty"`
+	// Problems explain a verification failure.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// CheckpointRef is the verified checkpoint a report is against.
+type CheckpointRef struct {
+	Origin string `json:"origin"`
+	Size   uint64 `json:"size"`
+	Root   string `json:"root"`
+}
+
+// AlarmRef is a logged alarm.
+type AlarmRef struct {
+	Index  uint64 `json:"index"`
+	KeyID  string `json:"key_id"`
+	Reason string `json:"reason"`
+}
+
+// BuildReport is the verdict on one build.
+type BuildReport struct {
+	Build        attest.BuildID `json:"build"`
+	Verdict      string         `json:"verdict"`
+	Final        bool           `json:"final"`
+	ResultSet    string         `json:"result_set,omitempty"`
+	Groups       []Group        `json:"groups"`
+	Outliers     []Outlier      `json:"outliers,omitempty"`
+	Split        []string       `json:"split,omitempty"`
+	Official     string         `json:"official,omitempty"`
+	OfficialDiff []RPMDiff      `json:"official_diff,omitempty"`
+	Ignored      []IgnoredRef   `json:"ignored,omitempty"`
+	Entries      int            `json:"entries"`
+	Witnesses    []WitnessCheck `json:"witnesses"`
+	// Subjects are the agreed RPMs (file name -> skyline digest).
+	Subjects map[string]string `json:"-"`
+}
+
+// IgnoredRef is a result that did not vote, and why.
+type IgnoredRef struct {
+	Index  uint64 `json:"index"`
+	KeyID  string `json:"key_id"`
+	Reason string `json:"reason"`
+}
+
+// WitnessCheck is what one policy witness's latest verdict on the build
+// says, checked against the recomputation.
+type WitnessCheck struct {
+	Witness  string   `json:"witness"`
+	Index    uint64   `json:"index"`
+	TreeSize uint64   `json:"tree_size"`
+	Verdict  string   `json:"verdict"`
+	Covers   bool     `json:"covers"` // computed at a tree size covering every entry seen
+	Agrees   bool     `json:"agrees"`
+	Diffs    []string `json:"diffs,omitempty"`
+}
+
+// RPMCheck compares the RPMs to release with the agreed result set.
+type RPMCheck struct {
+	Dir       string       `json:"dir"`
+	Match     bool         `json:"match"`
+	ResultSet string       `json:"result_set"`
+	Diffs     []RPMDiff    `json:"diffs,omitempty"`
+	Files     []rpm.Digest `json:"-"`
+}
+
+// verifier is one run of Verify.
+type verifier struct {
+	cfg    VerifyConfig
+	pol    *VerifyPolicy
+	f      *Follower
+	client *api.Client
+	cp     Checkpoint
+	rep    *VerifyReport
+	logger *slog.Logger
+}
+
+// Verify runs the release gate for req under cfg.Policy. It returns the
+// report and, on a verification failure, an error wrapping one of the
+// Err* sentinels (the report's Problems say why). Without an error the
+// report's Status is the verdict (or StatusRPMMismatch).
+func Verify(ctx context.Context, cfg VerifyConfig, req VerifyRequest) (*VerifyReport, error) {
+	rep := &VerifyReport{NVR: req.NVR, Arch: req.Arch, Cosigners: []string{}, Builds: []BuildReport{}}
+	fail := func(err error) (*VerifyReport, error) {
+		rep.Status = StatusVerificationFailed
+		rep.Problems = append(rep.Problems, err.Error())
+		return rep, err
+	}
+	if err := attest.CheckNVR(req.NVR); err != nil {
+		return fail(fmt.Errorf("witness: verify: %w: %w", ErrUsage, err))
+	}
+	if req.Arch != "" {
+		if err := attest.CheckArch(req.Arch); err != nil {
+			return fail(fmt.Errorf("witness: verify: %w: %w", ErrUsage, err))
+		}
+	}
+	if cfg.Policy == nil {
+		return fail(fmt.Errorf("witness: verify: no policy: %w", ErrPolicyFile))
+	}
+	pol := cfg.Policy
+	url := cmp.Or(cfg.LogURL, pol.Log.URL)
+	if url == "" {
+		return fail(fmt.Errorf("witness: verify: no log URL in the policy or the request: %w", ErrPolicyFile))
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: defaultTimeout}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	trusted := EmptyTree(pol.Log.Origin)
+	if cfg.Previous != nil {
+		trusted = *cfg.Previous
+	}
+	f, err := NewFollower(FollowerConfig{URL: url, Origin: pol.Log.Origin, Verifier: pol.logVerifier, Client: cfg.Client}, trusted)
+	if err != nil {
+		return fail(fmt.Errorf("witness: verify: %w: %w", ErrPolicyFile, err))
+	}
+	client, err := api.NewClient(api.ClientConfig{URL: url, HTTP: cfg.Client})
+	if err != nil {
+		return fail(fmt.Errorf("witness: verify: %w: %w", ErrPolicyFile, err))
+	}
+	v := &verifier{cfg: cfg, pol: pol, f: f, client: client, rep: rep, logger: cfg.Logger}
+	if err := v.run(ctx, req); err != nil {
+		return fail(err)
+	}
+	return rep, nil
+}
+
+func (v *verifier) run(ctx context.Context, req VerifyRequest) error {
+	if err := v.checkpoint(ctx); err != nil {
+		return err
+	}
+	entries, err := v.gather(ctx, req.NVR)
+	if err != nil {
+		return err
+	}
+	rec := newRecorder()
+	for _, ie := range entries {
+		rec.add(ie.index, ie.e)
+	}
+	if err := v.alarms(entries); err != nil {
+		return err
+	}
+	var builds []attest.BuildID
+	for b := range rec.builds {
+		if b.NVR == req.NVR && (req.Arch == "" || b.Arch == req.Arch) {
+			builds = append(builds, b)
+		}
+	}
+	if len(builds) == 0 {
+		return fmt.Errorf("witness: verify %s: %w", req.NVR, ErrNoBuild)
+	}
+	slices.SortFunc(builds, func(a, b attest.BuildID) int {
+		return cmp.Or(cmp.Compare(a.Arch, b.Arch), cmp.Compare(a.SRPMSHA256, b.SRPMSHA256))
+	})
+	var errs []error
+	for _, b := range builds {
+		br, err := v.build(rec, b)
+		v.rep.Builds = append(v.rep.Builds, br)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	v.rep.Status = worstVerdict(v.rep.Builds)
+	if req.RPMDir != "" {
+		if len(v.rep.Builds) != 1 {
+			return fmt.Errorf("witness: verify %s: --rpm-dir needs exactly one build, the log has %d (choose one with --arch): %w", req.NVR, len(v.rep.Builds), ErrUsage)
+		}
+		chk, err := CheckRPMs(req.RPMDir, v.rep.Builds[0])
+		if err != nil {
+			return err
+		}
+		v.rep.RPMs = chk
+		if !chk.Match && v.rep.Status == VerdictReproduced {
+			v.rep.Status = StatusRPMMismatch
+		}
+	}
+	return nil
+}
+
+// checkpoint fetches the checkpoint, checks it against the previous one
+// and counts the policy witnesses' cosignatures (C2SP tlog-cosignature).
+func (v *verifier) checkpoint(ctx context.Context) error {
+	cp, err := v.f.FetchCheckpoint(ctx)
+	if err != nil {
+		return fmt.Errorf("witness: verify: %w", err)
+	}
+	if err := v.f.CheckConsistency(ctx, v.f.Trusted(), cp); err != nil {
+		return fmt.Errorf("witness: verify: %w", err)
+	}
+	v.cp = cp
+	v.rep.Checkpoint = &CheckpointRef{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash.String()}
+	names, err := Cosigners(cp, v.pol)
+	if err != nil {
+		return err
+	}
+	v.rep.Cosigners = names
+	if len(names) < v.pol.WitnessQuorum {
+		return fmt.Errorf("witness: verify: checkpoint %d cosigned by %d policy witnesses %v, need %d: %w", cp.Size, len(names), names, v.pol.WitnessQuorum, ErrTooFewCosignatures)
+	}
+	return nil
+}
+
+// Cosigners returns the names of the policy witnesses whose cosignature of
+// cp verifies (C2SP tlog-cosignature, cosignature/v1).
+func Cosigners(cp Checkpoint, pol *VerifyPolicy) ([]string, error) {
+	vs := append([]note.Verifier{pol.logVerifier}, pol.cosigners...)
+	n, err := note.Open(cp.Note, note.VerifierList(vs...))
+	if err != nil {
+		return nil, fmt.Errorf("witness: verify: cosignatures: %w: %v", ErrBadCheckpoint, err)
+	}
+	names := []string{}
+	for i, cv := range pol.cosigners {
+		for _, s := range n.Sigs {
+			if s.Name == cv.Name() && s.Hash == cv.KeyHash() {
+				names = append(names, pol.Witnesses[i].Name)
+				break
+			}
+		}
+	}
+	return names, nil
+}
+
+// indexed is a verified entry at its index.
+type indexed struct {
+	index uint64
+	e     *attest.Entry
+}
+
+// gather returns every entry verify uses, verified against the checkpoint
+// and checked for its signer, in log order.
+func (v *verifier) gather(ctx context.Context, nvr string) ([]indexed, error) {
+	idx, err := v.lookup(ctx, nvr, AlarmLookup)
+	if err != nil {
+		return nil, err
+	}
+	got, err := v.fetch(ctx, idx)
+	if err != nil {
+		return nil, err
+	}
+	// The keys that signed results, official builds, alarms and clears:
+	// their enrolments say who they are.
+	need := map[string]bool{}
+	for _, ie := range got {
+		switch ie.e.Value.(type) {
+		case *attest.Attestation, *attest.Alarm, *attest.AlarmClear:
+			if ie.e.KeyID != v.pol.coordinator.KeyID() {
+				need[ie.e.KeyID] = true
+			}
+		}
+	}
+	var names []string
+	for k := range need {
+		names = append(names, KeyLookup(k))
+	}
+	if len(names) > 0 {
+		kidx, err := v.lookup(ctx, names...)
+		if err != nil {
+			return nil, err
+		}
+		more, err := v.fetch(ctx, kidx)
+		if err != nil {
+			return nil, err
+		}
+		got = append(got, more...)
+	}
+	slices.SortFunc(got, func(a, b indexed) int { return cmp.Compare(a.index, b.index) })
+	got = slices.CompactFunc(got, func(a, b indexed) bool { return a.index == b.index })
+	return v.authorize(got)
+}
+
+// lookup asks the log's index for the entries under names, keeping those
+// inside the verified tree.
+func (v *verifier) lookup(ctx context.Context, names ...string) ([]uint64, error) {
+	out := make([][]uint64, len(names))
+	errs := make([]error, len(names))
+	parallel(len(names), func(i int) {
+		resp, err := v.client.Lookup(ctx, names[i])
+		if err != nil {
+			var ae *api.Error
+			if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+				return
+			}
+			errs[i] = fmt.Errorf("witness: verify: lookup %s: %w: %v", names[i], ErrFetch, err)
+			return
+		}
+		for _, e := range resp.Entries {
+			if e.Index < v.cp.Size {
+				out[i] = append(out[i], e.Index)
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var all []uint64
+	for _, o := range out {
+		all = append(all, o...)
+	}
+	slices.Sort(all)
+	return slices.Compact(all), nil
+}
+
+// fetch reads the entries at idx and proves each in the checkpoint's tree:
+// its leaf hash (RFC 6962 section 2.1) must be the one the hash tiles,
+// authenticated against the signed root, hold.
+func (v *verifier) fetch(ctx context.Context, idx []uint64) ([]indexed, error) {
+	if len(idx) == 0 {
+		return nil, nil
+	}
+	data := make([][]byte, len(idx))
+	errs := make([]error, len(idx))
+	parallel(len(idx), func(i int) {
+		b, err := v.client.Entry(ctx, idx[i])
+		if err != nil {
+			errs[i] = fmt.Errorf("witness: verify: entry %d: %w: %v", idx[i], ErrFetch, err)
+		}
+		data[i] = b
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	stored := make([]int64, len(idx))
+	for i, x := range idx {
+		stored[i] = tlog.StoredHashIndex(0, int64(x))
+	}
+	thr := tlog.TileHashReader(v.cp.tree(), &parallelTiles{httpTiles: v.f.tileReader(ctx, v.cp)})
+	leaves, err := thr.ReadHashes(stored)
+	if err != nil {
+		return nil, v.f.tileErr("inclusion of looked-up entries", err)
+	}
+	out := make([]indexed, 0, len(idx))
+	for i, x := range idx {
+		// RFC 6962 section 2.1: leaf hash = SHA-256(0x00 || entry).
+		if tlog.RecordHash(data[i]) != leaves[i] {
+			return nil, fmt.Errorf("witness: verify: entry %d is not the leaf the signed tree holds: %w", x, ErrHiddenEntry)
+		}
+		e, err := attest.Parse(data[i], attest.ParseOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("witness: verify: entry %d: %w: %w", x, ErrBadEntry, err)
+		}
+		out = append(out, indexed{index: x, e: e})
+	}
+	return out, nil
+}
+
+// authorize checks every entry's signature and signer, in log order, and
+// returns those that count: coordinator entries signed by the coordinator,
+// results and official builds signed by keys enrolled for it, verdicts of
+// policy witnesses, alarms of witnesses, clears of admins. Entries of
+// other kinds of signers that the lookup returned are dropped, except that
+// a bad signature or a coordinator entry signed by another key fails.
+func (v *verifier) authorize(in []indexed) ([]indexed, error) {
+	coordV := v.pol.coordinator
+	enrolled := map[string]*attest.Enrolment{}
+	enrolledAt := map[string]uint64{}
+	revokedAt := map[string]uint64{}
+	active := func(kid, role string, at uint64) (*attest.Verifier, bool) {
+		en, ok := enrolled[kid]
+		if !ok || en.Role != role || enrolledAt[kid] >= at {
+			return nil, false
+		}
+		if r, ok := revokedAt[kid]; ok && r < at {
+			return nil, false
+		}
+		ver, err := attest.ParsePublicPEM([]byte(en.PublicKey))
+		if err != nil {
+			return nil, false
+		}
+		return ver, true
+	}
+	var out []indexed
+	for _, ie := range in {
+		e, i := ie.e, ie.index
+		switch val := e.Value.(type) {
+		case *attest.Enrolment, *attest.Revocation, *attest.Job, *attest.Lease, *attest.LeaseEnd, *attest.JobClose:
+			if err := e.Verify(coordV); err != nil {
+				return nil, fmt.Errorf("witness: verify: %s entry %d not signed by the coordinator: %w: %w", e.PayloadType, i, ErrBadEntry, err)
+			}
+			switch val := val.(type) {
+			case *attest.Enrolment:
+				if _, dup := enrolled[val.KeyID]; !dup {
+					enrolled[val.KeyID], enrolledAt[val.KeyID] = val, i
+				}
+			case *attest.Revocation:
+				if _, dup := revokedAt[val.KeyID]; !dup {
+					revokedAt[val.KeyID] = i
+				}
+			}
+		case *attest.Attestation:
+			role := attest.RoleBuilder
+			if val.Official {
+				role = attest.RoleImporter
+			}
+			ver, ok := active(e.KeyID, role, i)
+			if !ok {
+				v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("entry %d: signer %s is not an enrolled, unrevoked %s in what the log returned; not counted", i, e.KeyID, role))
+				continue
+			}
+			if err := e.Verify(ver); err != nil {
+				return nil, fmt.Errorf("witness: verify: attestation %d: %w: %w", i, ErrBadEntry, err)
+			}
+		case *attest.Verdict:
+			ver, _, ok := v.pol.verdictVerifier(e.KeyID)
+			if !ok {
+				continue // a witness this policy does not trust
+			}
+			if err := e.Verify(ver); err != nil {
+				return nil, fmt.Errorf("witness: verify: verdict %d: %w: %w", i, ErrBadEntry, err)
+			}
+		case *attest.Alarm:
+			ver, ok := active(e.KeyID, attest.RoleWitness, i)
+			if !ok {
+				if pv, _, isPol := v.pol.verdictVerifier(e.KeyID); isPol {
+					ver, ok = pv, true
+				} else if e.KeyID == coordV.KeyID() {
+					ver, ok = coordV, true
+				}
+			}
+			if !ok {
+				v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("alarm %d: signer %s is not a witness; ignored", i, e.KeyID))
+				continue
+			}
+			if err := e.Verify(ver); err != nil {
+				return nil, fmt.Errorf("witness: verify: alarm %d: %w: %w", i, ErrBadEntry, err)
+			}
+		case *attest.AlarmClear:
+			ver, ok := active(e.KeyID, attest.RoleAdmin, i)
+			if !ok && e.KeyID == coordV.KeyID() {
+				ver, ok = coordV, true
+			}
+			if !ok {
+				v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("alarm clear %d: signer %s is not an admin; ignored", i, e.KeyID))
+				continue
+			}
+			if err := e.Verify(ver); err != nil {
+				return nil, fmt.Errorf("witness: verify: alarm clear %d: %w: %w", i, ErrBadEntry, err)
+			}
+		}
+		out = append(out, ie)
+	}
+	return out, nil
+}
+
+// alarms fails closed while an alarm is logged and no later clearing
+// names it (ARCHITECTURE.md "Agreement": the circuit breaker).
+func (v *verifier) alarms(entries []indexed) error {
+	alarms := map[uint64]indexed{}
+	for _, ie := range entries {
+		switch val := ie.e.Value.(type) {
+		case *attest.Alarm:
+			alarms[ie.index] = ie
+		case *attest.AlarmClear:
+			if _, ok := alarms[val.AlarmIndex]; ok && val.AlarmIndex < ie.index {
+				delete(alarms, val.AlarmIndex)
+			}
+		}
+	}
+	if len(alarms) == 0 {
+		return nil
+	}
+	for _, i := range slices.Sorted(mapsKeys(alarms)) {
+		a := alarms[i].e.Value.(*attest.Alarm)
+		v.rep.Alarms = append(v.rep.Alarms, AlarmRef{Index: i, KeyID: alarms[i].e.KeyID, Reason: a.Reason})
+	}
+	return fmt.Errorf("witness: verify: %d alarm(s) logged and not cleared, first at %d (%s): %w", len(alarms), v.rep.Alarms[0].Index, v.rep.Alarms[0].Reason, ErrAlarmActive)
+}
+
+// build recomputes one build's agreement and checks it against the policy
+// witnesses' verdicts.
+func (v *verifier) build(rec *recorder, b attest.BuildID) (BuildReport, error) {
+	r, bad := rec.record(b)
+	o, err := Agree(r, *v.pol.Agreement)
+	if err != nil {
+		return BuildReport{Build: b, Verdict: StatusVerificationFailed}, fmt.Errorf("witness: verify %v: %w: %w", b, ErrBadEntry, err)
+	}
+	br := reportOf(o)
+	for _, x := range bad {
+		br.Ignored = append(br.Ignored, IgnoredRef{Index: x.Index, KeyID: x.KeyID, Reason: x.Err.Error()})
+	}
+	acc := rec.builds[b]
+	br.Entries = len(acc.seen)
+	var last uint64
+	for _, i := range acc.seen {
+		last = max(last, i)
+	}
+	// The latest verdict of each policy witness.
+	latest := map[string]verdictAt{}
+	for _, va := range acc.verdicts {
+		_, name, ok := v.pol.verdictVerifier(va.KeyID)
+		if !ok {
+			continue
+		}
+		if cur, ok := latest[name]; !ok || va.Verdict.TreeSize > cur.Verdict.TreeSize || va.Verdict.TreeSize == cur.Verdict.TreeSize && va.Index > cur.Index {
+			latest[name] = va
+		}
+	}
+	vouch := 0
+	var disagree []string
+	for _, w := range v.pol.Witnesses {
+		va, ok := latest[w.Name]
+		if !ok {
+			continue
+		}
+		wc := WitnessCheck{Witness: w.Name, Index: va.Index, TreeSize: va.Verdict.TreeSize, Verdict: va.Verdict.Verdict}
+		// The witness vouches for every entry below its tree size: it must
+		// cover every entry seen here (docs/verify.md "Completeness").
+		wc.Covers = va.Verdict.TreeSize > last
+		if wc.Covers {
+			at, err := Agree(recordAt(r, va.Verdict.TreeSize), *v.pol.Agreement)
+			if err != nil {
+				return br, fmt.Errorf("witness: verify %v: %w: %w", b, ErrBadEntry, err)
+			}
+			wc.Diffs = compareVerdict(va.Verdict, at)
+			wc.Agrees = len(wc.Diffs) == 0
+			if wc.Agrees {
+				vouch++
+			} else {
+				disagree = append(disagree, fmt.Sprintf("%s (verdict %d at tree size %d): %v", w.Name, va.Index, va.Verdict.TreeSize, wc.Diffs))
+			}
+		}
+		br.Witnesses = append(br.Witnesses, wc)
+	}
+	br.Subjects = subjectsOf(r, o)
+	if len(disagree) > 0 {
+		return br, fmt.Errorf("witness: verify %s.%s: %w: %v", b.NVR, b.Arch, ErrWitnessDisagrees, disagree)
+	}
+	if !o.Final && vouch == 0 {
+		// Nothing is decided and no witness says otherwise: insufficient.
+		return br, nil
+	}
+	if vouch < v.pol.WitnessQuorum {
+		return br, fmt.Errorf("witness: verify %s.%s: %d policy witnesses vouch for the verdict at a tree size covering entry %d, need %d: %w", b.NVR, b.Arch, vouch, last, v.pol.WitnessQuorum, ErrTooFewVerdicts)
+	}
+	return br, nil
+}
+
+func reportOf(o Outcome) BuildReport {
+	br := BuildReport{
+		Build: o.Build, Verdict: o.Verdict, Final: o.Final, ResultSet: o.ResultSet,
+		Groups: o.Groups, Outliers: o.Outliers, Split: o.Split, Official: o.Official, OfficialDiff: o.OfficialDiff,
+		Witnesses: []WitnessCheck{},
+	}
+	if br.Groups == nil {
+		br.Groups = []Group{}
+	}
+	for _, x := range o.Ignored {
+		br.Ignored = append(br.Ignored, IgnoredRef{Index: x.Index, KeyID: x.KeyID, Reason: x.Err.Error()})
+	}
+	return br
+}
+
+// subjectsOf returns the agreed group's RPMs.
+func subjectsOf(r BuildRecord, o Outcome) map[string]string {
+	if o.ResultSet == "" {
+		return nil
+	}
+	for _, res := range r.Results {
+		if res.ResultSet == o.ResultSet {
+			return res.Subjects
+		}
+	}
+	return nil
+}
+
+// worstVerdict is the status of several builds: the one with the largest
+// exit code, reproduced only if all are.
+func worstVerdict(bs []BuildReport) string {
+	worst := VerdictReproduced
+	for _, b := range bs {
+		if VerdictExit(b.Verdict) > VerdictExit(worst) {
+			worst = b.Verdict
+		}
+	}
+	return worst
+}
+
+// Exit codes of `skyline verify` (docs/verify.md "Exit codes").
+const (
+	ExitReproduced   = 0
+	ExitRejected     = 1 // disputed, official-mismatch, RPMs differ
+	ExitUndecided    = 2 // insufficient, unreproducible
+	ExitVerification = 3
+	ExitUsage        = 4
+)
+
+// VerdictExit maps a report status to its exit code.
+func VerdictExit(status string) int {
+	switch status {
+	case VerdictReproduced:
+		return ExitReproduced
+	case VerdictDisputed, VerdictOfficialMismatch, StatusRPMMismatch:
+		return ExitRejected
+	case VerdictInsufficient, VerdictUnreproducible:
+		return ExitUndecided
+	}
+	return ExitVerification
+}
+
+// VerifyExit maps Verify's result to its exit code.
+func VerifyExit(rep *VerifyReport, err error) int {
+	switch {
+	case errors.Is(err, ErrUsage), errors.Is(err, ErrPolicyFile):
+		return ExitUsage
+	case err != nil:
+		return ExitVerification
+	}
+	return VerdictExit(rep.Status)
+}
+
+// CheckRPMs digests the binary RPMs in dir (attest/rpm, signature
+// independent) and compares them with the build's agreed result set.
+func CheckRPMs(dir string, b BuildReport) (*RPMCheck, error) {
+	ds, err := rpm.DigestDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("witness: verify: --rpm-dir %s: %w: %w", dir, ErrUsage, err)
+	}
+	chk := &RPMCheck{Dir: dir, ResultSet: b.ResultSet, Files: ds}
+	got := map[string]string{}
+	var subjects []attest.Subject
+	for _, d := range ds {
+		got[d.File] = d.Skyline
+		subjects = append(subjects, attest.Subject{Name: d.File, SHA256: d.SHA256, Skyline: d.Skyline})
+	}
+	if b.ResultSet == "" {
+		chk.Diffs = diffRPMs(nil, got)
+		return chk, nil
+	}
+	chk.Diffs = diffRPMs(b.Subjects, got)
+	chk.Match = len(chk.Diffs) == 0 && attest.ResultSetDigest(subjects) == b.ResultSet
+	return chk, nil
+}
+
+// parallel runs fn(0..n-1) on at most maxParallel goroutines and waits.
+func parallel(n int, fn func(i int)) {
+	sem := make(chan struct{}, maxParallel)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}
+
+// parallelTiles fetches the tiles of one ReadTiles call concurrently.
+type parallelTiles struct{ *httpTiles }
+
+func (p *parallelTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	errs := make([]error, len(tiles))
+	parallel(len(tiles), func(i int) {
+		b, err := p.httpTiles.ReadTiles(tiles[i : i+1])
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		out[i] = b[0]
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
