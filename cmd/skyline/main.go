@@ -32,6 +32,8 @@ type command struct {
 
 // commands is the table of subcommands. Add a line here for a new one.
 var commands = map[string]command{
+	"serve":   {"run the log and coordinator (C2SP tlog-tiles, submissions, leases, admin API)", runServe},
+	"admin":   {"enrol and revoke keys, enqueue and list jobs, import official builds", runAdmin},
 	"keygen":  {"generate a signing key pair", runKeygen},
 	"digest":  {"print the skyline-rpm-v1 digest of RPM files", runDigest},
 	"attest":  {"sign or verify a build attestation (attest sign|verify)", runAttest},
