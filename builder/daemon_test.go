@@ -9,7 +9,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -544,5 +546,49 @@ func TestSRPMServedOverLoopbackHTTP(t *testing.T) {
 	f.runUntilIdle(f.daemon(writeRPMBackend("x"), fakeDigest))
 	if st := f.status(); st.Counters.Acknowledged != 1 {
 		t.Errorf("status %+v; log:\n%s", st, f.logs.String())
+	}
+}
+
+// TestJobsRunConcurrentlyOnlyWhenConfigured: with jobs = 2 two builds run
+// at the same time; with the default of 1 they never overlap.
+func TestJobsRunConcurrentlyOnlyWhenConfigured(t *testing.T) {
+	for _, jobs := range []int{1, 2} {
+		t.Run(strconv.Itoa(jobs), func(t *testing.T) {
+			f := newFixture(t)
+			f.srpm = []byte("ok\n")
+			f.cfg.Jobs = jobs
+			f.lease("lease-a", time.Hour)
+			f.lease("lease-b", time.Hour)
+			var running, most atomic.Int32
+			both := make(chan struct{})
+			var once sync.Once
+			b := funcBackend(func(ctx context.Context, srpm, resultDir string) error {
+				n := running.Add(1)
+				defer running.Add(-1)
+				for {
+					m := most.Load()
+					if n <= m || most.CompareAndSwap(m, n) {
+						break
+					}
+				}
+				if n == 2 {
+					once.Do(func() { close(both) })
+				}
+				// Hold the build long enough for a second one to start, if
+				// the daemon would start it.
+				select {
+				case <-both:
+				case <-time.After(300 * time.Millisecond):
+				}
+				return os.WriteFile(filepath.Join(resultDir, "hello-1.0-1.x86_64.rpm"), []byte(resultDir), 0o644)
+			})
+			f.runUntilIdle(f.daemon(b, fakeDigest))
+			if int(most.Load()) != jobs {
+				t.Errorf("at most %d builds ran at once; want %d", most.Load(), jobs)
+			}
+			if st := f.status(); st.Counters.Acknowledged != 2 {
+				t.Errorf("status %+v; want both jobs acknowledged", st)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -197,4 +198,35 @@ func TestBackoffBounds(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzCheckSRPMURL: the SRPM URL comes from the coordinator. Whatever is
+// accepted is https, or plain http to a loopback host, with a host and no
+// credentials.
+func FuzzCheckSRPMURL(f *testing.F) {
+	for _, s := range []string{"https://kojipkgs.fedoraproject.org/a.src.rpm", "http://127.0.0.1:1/a", "http://[::1]/x",
+		"http://localhost./a", "http://127.0.0.1@evil.example/a", "https://u:p@h/a", "file:///etc/shadow", "HTTP://LOCALHOST/a"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, err := CheckSRPMURL(raw)
+		if err != nil {
+			if !errors.Is(err, ErrURL) {
+				t.Fatalf("error %v is not ErrURL", err)
+			}
+			return
+		}
+		if u.User != nil || u.Host == "" {
+			t.Fatalf("accepted %q with credentials or no host", raw)
+		}
+		switch u.Scheme {
+		case "https":
+		case "http":
+			if h := u.Hostname(); h != "localhost" && !net.ParseIP(h).IsLoopback() {
+				t.Fatalf("accepted plain http to %q", h)
+			}
+		default:
+			t.Fatalf("accepted scheme %q", u.Scheme)
+		}
+	})
 }
