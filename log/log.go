@@ -405,9 +405,8 @@ func (l *Log) prepare(batch []*request) *prepared {
 	added := 0
 	for _, r := range batch {
 		if r.dedupKey != nil {
-			k := string(r.dedupKey)
 			l.mu.Lock()
-			idx, ok := l.pending[k]
+			idx, ok := l.pending[string(r.dedupKey)]
 			l.mu.Unlock()
 			if ok {
 				r.res = AddResult{Index: idx, Duplicate: true}

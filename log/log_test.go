@@ -470,6 +470,9 @@ func TestRecoveryResumes(t *testing.T) {
 	}
 	entries = append(entries, fill(t, l, 310, 700)...) // fill checks the indices continue at 310
 	cp2 := openCheckpoint(t, k, waitCheckpoint(t, l, 700))
+	if !bytes.Equal(cp2.Hash, refRoots(entries)[cp2.Size]) {
+		t.Fatalf("checkpoint after restart: root %x differs from the reference", cp2.Hash)
+	}
 	p, err := l.ConsistencyProof(context.Background(), cp1.Size, cp2.Size)
 	if err != nil {
 		t.Fatal(err)

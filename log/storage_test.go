@@ -149,12 +149,6 @@ func (f *faultStorage) Close() error {
 	return nil
 }
 
-func (f *faultStorage) writeCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.writes
-}
-
 // storageImpl opens a Storage over persistent state named by the test;
 // calling reopen returns a fresh Storage over the same state.
 type storageImpl struct {
