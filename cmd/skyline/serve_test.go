@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fedora-skyline/skyline/api"
+	"github.com/fedora-skyline/skyline/attest"
+)
+
+func writeKey(t *testing.T, dir, name string) *attest.Signer {
+	t.Helper()
+	s, err := attest.GenerateKey(attest.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := attest.WriteKeyFiles(dir, name, "skyline.test", s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func writeConfig(t *testing.T, dir, extra string) string {
+	t.Helper()
+	p := filepath.Join(dir, "serve.toml")
+	body := fmt.Sprintf("origin = \"skyline.test\"\ndata_dir = %q\nlog_key = %q\ncoordinator_key = %q\nadmin_keys = [%q]\nlisten = \"127.0.0.1:0\"\ncheckpoint_interval = \"10ms\"\n%s",
+		filepath.Join(dir, "data"), filepath.Join(dir, "log.key"), filepath.Join(dir, "log.key"), filepath.Join(dir, "admin.pub"), extra)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestServeConfigStrict checks that the example configuration loads, that
+// unknown keys and half-set TLS are refused, and that the defaults fill in.
+func TestServeConfigStrict(t *testing.T) {
+	cfg, err := loadServeConfig(filepath.Join("..", "..", "packaging", "serve.toml.example"))
+	if err != nil {
+		t.Fatalf("example: %v", err)
+	}
+	if cfg.Origin == "" || cfg.Listen == "" {
+		t.Fatalf("example config %+v", cfg)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, extra string }{
+		{"unknown key", "lease_tll = \"2h\"\n"},
+		{"half TLS", "tls_cert = \"/x.pem\"\n"},
+		{"bad duration", "lease_ttl = \"two hours\"\n"},
+		{"bad log level", "log_level = \"loud\"\n"},
+	} {
+		if _, err := loadServeConfig(writeConfig(t, dir, tc.extra)); !errors.Is(err, errConfig) {
+			t.Errorf("%s: %v, want errConfig", tc.name, err)
+		}
+	}
+	cfg, err = loadServeConfig(writeConfig(t, dir, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.LogLevel != "info" || cfg.LeaseTTL != 0 {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+// TestServePlainHTTPRefused checks that serve refuses plain HTTP on a
+// non-loopback address unless allow_plain_http is set.
+func TestServePlainHTTPRefused(t *testing.T) {
+	dir := t.TempDir()
+	writeKey(t, dir, "log")
+	writeKey(t, dir, "admin")
+	cfg, err := loadServeConfig(writeConfig(t, dir, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen = "0.0.0.0:0"
+	var stderr bytes.Buffer
+	if err := serve(context.Background(), cfg, &stderr, nil); !errors.Is(err, api.ErrPlainHTTP) {
+		t.Fatalf("serve on 0.0.0.0 without TLS: %v, want ErrPlainHTTP", err)
+	}
+}
+
+// TestAdminCommands runs `skyline admin` against a served log: enroll,
+// enqueue, jobs, revoke, and the refusals of a non-admin key.
+func TestAdminCommands(t *testing.T) {
+	dir := t.TempDir()
+	writeKey(t, dir, "log")
+	writeKey(t, dir, "admin")
+	writeKey(t, dir, "builder")
+	cfg, err := loadServeConfig(writeConfig(t, dir, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	var serr bytes.Buffer
+	go func() { done <- serve(ctx, cfg, &serr, ready) }()
+	addr := <-ready
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v\n%s", err, serr.String())
+		}
+	}()
+	server := "http://" + addr
+	admin := filepath.Join(dir, "admin.key")
+	adm := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"admin"}, args...), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	code, out, errs := adm("enroll", "--server", server, "--admin-key", admin, "--pub", filepath.Join(dir, "builder.pub"), "--operator", "alice", "--contact", "alice@example.org")
+	if code != exitOK || !strings.Contains(out, "enrolled") {
+		t.Fatalf("enroll: %d %s %s", code, out, errs)
+	}
+	code, out, errs = adm("enqueue", "--server", server, "--admin-key", admin, "--nvr", "hello-1.0-1", "--arch", "x86_64", "--srpm-url", "https://koji.example/hello.src.rpm", "--srpm-sha256", strings.Repeat("ab", 32), "--wanted", "3")
+	if code != exitOK || !strings.Contains(out, "enqueued job") {
+		t.Fatalf("enqueue: %d %s %s", code, out, errs)
+	}
+	code, out, errs = adm("jobs", "--server", server, "--admin-key", admin)
+	if code != exitOK || !strings.Contains(out, "hello-1.0-1") || !strings.Contains(out, "0/3") {
+		t.Fatalf("jobs: %d %s %s", code, out, errs)
+	}
+	// The builder key is no admin.
+	code, _, errs = adm("jobs", "--server", server, "--admin-key", filepath.Join(dir, "builder.key"))
+	if code != exitFail || !strings.Contains(errs, "wrong_role") {
+		t.Fatalf("jobs with a builder key: %d %s", code, errs)
+	}
+	b, err := attest.LoadSigner(filepath.Join(dir, "builder.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = adm("revoke", "--server", server, "--admin-key", admin, "--key-id", b.KeyID(), "--reason", "lost laptop")
+	if code != exitOK || !strings.Contains(out, "revoked") {
+		t.Fatalf("revoke: %d %s %s", code, out, errs)
+	}
+	code, _, errs = adm("revoke", "--server", server, "--admin-key", admin, "--key-id", b.KeyID(), "--reason", "again")
+	if code != exitFail || !strings.Contains(errs, "revoked_key") {
+		t.Fatalf("second revoke: %d %s", code, errs)
+	}
+	if code, _, _ := adm("enroll", "--server", server); code != exitUsage {
+		t.Fatalf("enroll without flags: %d", code)
+	}
+}
