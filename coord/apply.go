@@ -20,6 +20,14 @@ import (
 func (c *Coordinator) Apply(index uint64, e Event) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	err := c.apply(index, e)
+	if err != nil {
+		c.cfg.Logger.Warn("coord: entry refused", "index", index, "payload", fmt.Sprintf("%T", e.Payload), "signer", e.Signer, "err", err)
+	}
+	return err
+}
+
+func (c *Coordinator) apply(index uint64, e Event) error {
 	switch p := e.Payload.(type) {
 	case attest.Enrolment:
 		return c.applyEnrolment(index, e.Signer, p)
@@ -136,6 +144,7 @@ func (c *Coordinator) applyRevocation(index uint64, signer string, rv attest.Rev
 	c.consume(pendKey{pendRevoke, rv.KeyID})
 	k.revoked, k.revocation, k.revokedAt = true, rv, index
 	c.revoked[k] = struct{}{}
+	c.cfg.Logger.Info("coord: key revoked", "index", index, "key", rv.KeyID, "operator", rv.Operator, "reason", rv.Reason, "live_leases", len(k.live))
 	return nil
 }
 

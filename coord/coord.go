@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -102,6 +103,9 @@ type Config struct {
 	// an enrolled admin. Empty: signers are not checked, except that a
 	// result must be signed by its lease's holder.
 	Authority string
+	// Logger receives one line per event worth an operator's attention:
+	// refused entries, expiries, revocations. Default: discard.
+	Logger *slog.Logger
 }
 
 func (cfg Config) withDefaults() Config {
@@ -122,6 +126,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return cfg
 }

@@ -1,8 +1,10 @@
 package coord
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"reflect"
 	"runtime"
 	"strings"
@@ -905,5 +907,30 @@ func TestEnrol(t *testing.T) {
 	mustErr(t, err, ErrInvalid)
 	if ks := f.c.Keys(); len(ks) != 1 {
 		t.Fatalf("%d keys, want 1", len(ks))
+	}
+}
+
+func TestStatsAndLogging(t *testing.T) {
+	var buf bytes.Buffer
+	f := newFixture(t, Config{Logger: slog.New(slog.NewTextHandler(&buf, nil))}, 19)
+	a := f.enrol("a", attest.RoleBuilder)
+	f.enqueue(1, "x86_64", 1)
+	f.enqueue(2, "x86_64", 1)
+	f.lease(a, []string{"x86_64"}, t0)
+	r, err := f.c.NextLease(a, []string{"x86_64"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Stats{OpenJobs: 2, LeasableJobs: 0, LiveLeases: 1, Outstanding: 1}
+	if got := f.c.Stats(); got != want {
+		t.Fatalf("Stats = %+v, want %+v", got, want)
+	}
+	r.Release()
+	if got := f.c.Stats(); got.LeasableJobs != 1 || got.Outstanding != 0 {
+		t.Fatalf("Stats after release = %+v", got)
+	}
+	mustErr(t, f.c.Apply(99, Event{Signer: authority, Payload: attest.JobClose{JobID: "nope", At: t0}}), ErrUnknownJob)
+	if !strings.Contains(buf.String(), "entry refused") || !strings.Contains(buf.String(), "index=99") {
+		t.Fatalf("refusal not logged: %q", buf.String())
 	}
 }

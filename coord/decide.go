@@ -270,6 +270,9 @@ func (c *Coordinator) Expire(now time.Time) []*Reservation {
 		}
 	}
 	sort.Slice(ends, func(a, b int) bool { return ends[a].index < ends[b].index })
+	if len(ends) > 0 {
+		c.cfg.Logger.Info("coord: leases expired", "count", len(ends), "live", len(c.live))
+	}
 	rs := make([]*Reservation, 0, len(ends))
 	for _, l := range ends {
 		detail := "lease expired at " + l.l.Expires.Format(time.RFC3339)

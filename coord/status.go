@@ -149,3 +149,23 @@ func (c *Coordinator) Alarms() []uint64 {
 	sort.Slice(out, func(a, b int) bool { return out[a] < out[b] })
 	return out
 }
+
+// Stats are gauges of the coordinator's state, for metrics.
+type Stats struct {
+	OpenJobs     int // jobs not closed
+	LeasableJobs int // open jobs with a free slot
+	LiveLeases   int
+	Outstanding  int // decisions not yet applied or released (result and alarm holds excluded)
+	ActiveAlarms int
+}
+
+// Stats returns the current gauges.
+func (c *Coordinator) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := Stats{OpenJobs: len(c.open), LiveLeases: len(c.live), Outstanding: len(c.pending), ActiveAlarms: len(c.alarms)}
+	for _, p := range c.pool {
+		st.LeasableJobs += len(p.jobs)
+	}
+	return st
+}
