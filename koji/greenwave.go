@@ -8,14 +8,9 @@ import (
 	"strings"
 )
 
-// Greenwave's defaults (greenwave/config.py): the outcomes that pass and
-// the data keys "latest result" is distinct on.
-var (
-	greenwavePassed     = []string{OutcomePassed, OutcomeInfo}
-	greenwaveIncomplete = []string{"QUEUED", "RUNNING"}
-	greenwaveError      = []string{"ERROR"}
-	greenwaveDistinctOn = "scenario,system_architecture,system_variant"
-)
+// greenwaveDistinctOn is Greenwave's default DISTINCT_LATEST_RESULTS_ON
+// (greenwave/config.py).
+const greenwaveDistinctOn = "scenario,system_architecture,system_variant"
 
 // GateAnswer is one answer of PassingTestCaseRule, named as Greenwave
 // names them in its decision JSON.
@@ -87,13 +82,15 @@ func CheckGate(ctx context.Context, hc *http.Client, resultsdbURL, testcase, nvr
 		if arch := r.Data["system_architecture"]; len(arch) > 0 {
 			a.Arch = arch[0]
 		}
-		switch {
-		case contains(greenwavePassed, r.Outcome):
+		// Greenwave's OUTCOMES_PASSED, OUTCOMES_INCOMPLETE and OUTCOMES_ERROR
+		// defaults (greenwave/config.py).
+		switch r.Outcome {
+		case OutcomePassed, OutcomeInfo:
 			a.Type = "test-result-passed"
-		case contains(greenwaveIncomplete, r.Outcome):
+		case "QUEUED", "RUNNING":
 			a.Type = "test-result-incomplete"
 			d.Satisfied = false
-		case contains(greenwaveError, r.Outcome):
+		case "ERROR":
 			a.Type = "test-result-errored"
 			d.Satisfied = false
 		default:
@@ -103,13 +100,4 @@ func CheckGate(ctx context.Context, hc *http.Client, resultsdbURL, testcase, nvr
 		d.Answers = append(d.Answers, a)
 	}
 	return d, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
