@@ -1,0 +1,171 @@
+package builder_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fedora-skyline/skyline/api"
+	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/attest/rpm/rpmtest"
+	"github.com/fedora-skyline/skyline/builder"
+	"github.com/fedora-skyline/skyline/coord"
+	"github.com/fedora-skyline/skyline/log"
+)
+
+// TestRealStack runs the daemon against the real thing: the log on Pebble,
+// the coordinator service and the api HTTP server on a loopback listener,
+// with the api client as the Coordinator. An admin enrols the builder key
+// and enqueues a job for a real SRPM served over TLS; the daemon leases it,
+// rebuilds it with rpmbuild, submits, and verifies the log's receipt.
+func TestRealStack(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const origin = "log.builder-test.example"
+	logKey, err := attest.GenerateKey(attest.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := attest.GenerateKey(attest.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := attest.GenerateKey(attest.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := logKey.NoteSigner(origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkey, err := attest.NoteVerifierKey(origin, logKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := log.Open(ctx, log.Config{Dir: t.TempDir(), Origin: origin, Signer: ns, Indexer: coord.Indexer, CheckpointInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close()
+	svc, err := coord.NewService(ctx, coord.ServiceConfig{Log: lg, Signer: logKey, AdminKeys: []*attest.Verifier{admin.Verifier()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.NewServer(api.Config{}, svc, lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	url := "http://" + ln.Addr().String()
+	client := func(s *attest.Signer) *api.Client {
+		c, err := api.NewClient(api.ClientConfig{URL: url, Signer: s, Arches: []string{"x86_64"}, PollInterval: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	srpmPath := rpmtest.BuildSRPM(t, "hello.spec", nil)
+	srpm, err := os.ReadFile(srpmPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(srpm) }))
+	defer files.Close()
+	sum := sha256.Sum256(srpm)
+	if _, err := client(admin).Enrol(ctx, api.EnrolBody{PublicKey: string(key.PublicPEM()), Role: attest.RoleBuilder, Operator: "alice", Contact: "alice@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client(admin).Enqueue(ctx, api.EnqueueBody{NVR: "hello-1.0-1", Arch: "x86_64", SRPMURL: files.URL + "/hello-1.0-1.src.rpm", SRPMSHA256: hex.EncodeToString(sum[:]), Wanted: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := builder.DefaultConfig()
+	cfg.Coordinator, cfg.Key, cfg.LogKey = url, "/nonexistent/in-memory", vkey
+	cfg.StateDir, cfg.WorkDir = filepath.Join(t.TempDir(), "state"), filepath.Join(t.TempDir(), "work")
+	cfg.Backend = builder.BackendRpmbuild
+	cfg.BuildPath = filepath.Join(os.TempDir(), "skyline-build-test")
+	cfg.Arches = []string{"x86_64"}
+	cfg.MaxCPUBusy = 1 // other tests keep this machine busy
+	cfg.MinFreeDisk = 1 << 20
+	logV, logOrigin, err := builder.LogVerifier(cfg.LogKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithTimeout(ctx, 2*time.Minute)
+	defer stop()
+	var logs bytes.Buffer
+	var coordinator builder.Coordinator = client(key)
+	d, err := builder.New(cfg, builder.Deps{
+		Coordinator: stopWhenIdle{coordinator, stop},
+		Attest:      builder.SignerAttester(key),
+		KeyID:       key.KeyID(),
+		LogKey:      logV,
+		LogOrigin:   logOrigin,
+		HTTPClient:  files.Client(),
+		Logger:      slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Run(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	if errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+		t.Fatalf("the daemon did not finish; log:\n%s", logs.String())
+	}
+	st, err := builder.ReadStatus(cfg.StateDir, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Counters.Acknowledged != 1 || len(st.Recent) != 1 || len(st.Recent[0].Acks) != 1 {
+		t.Fatalf("status %+v; want one acknowledged result. log:\n%s", st, logs.String())
+	}
+	// The entry the daemon proved is the attestation it signed.
+	entry, err := lg.Entry(ctx, st.Recent[0].Acks[0].Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := attest.Parse(entry, attest.ParseOptions{Keys: func(id string) (*attest.Verifier, error) { return key.Verifier(), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := e.Value.(*attest.Attestation); !ok || a.Build.NVR != "hello-1.0-1" || len(a.Subjects) != 2 {
+		t.Errorf("logged entry %+v", e.Value)
+	}
+}
+
+// stopWhenIdle ends the run when the coordinator has no more work.
+type stopWhenIdle struct {
+	builder.Coordinator
+	stop func()
+}
+
+func (s stopWhenIdle) Lease(ctx context.Context) (*attest.Lease, error) {
+	l, err := s.Coordinator.Lease(ctx)
+	if errors.Is(err, builder.ErrNoWork) {
+		s.stop()
+	}
+	return l, err
+}
