@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -257,5 +258,34 @@ func TestNewPublisherRejectsBadState(t *testing.T) {
 	}
 	if _, err := koji.NewPublisher(koji.PublisherConfig{URL: "https://resultsdb.example.org/api/v2.0"}); !errors.Is(err, koji.ErrState) {
 		t.Errorf("no state path: err = %v, want ErrState", err)
+	}
+}
+
+func TestPublishConcurrentSameVerdict(t *testing.T) {
+	rdb := kojitest.NewFakeResultsDB(t, kojitest.FakeResultsDBConfig{})
+	p := newPublisher(t, rdb, filepath.Join(t.TempDir(), "state.json"), nil)
+	v := verdict(koji.VerdictReproduced, 3)
+	var wg sync.WaitGroup
+	statuses := make([]koji.PublishStatus, 8)
+	errs := make([]error, 8)
+	for i := range statuses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i], errs[i] = p.Publish(context.Background(), v)
+		}()
+	}
+	wg.Wait()
+	published := 0
+	for i, st := range statuses {
+		if errs[i] != nil {
+			t.Errorf("publish %d: %v", i, errs[i])
+		}
+		if st == koji.Published {
+			published++
+		}
+	}
+	if published != 1 || rdb.Count() != 1 {
+		t.Errorf("%d Published answers, %d stored results; want exactly 1 each", published, rdb.Count())
 	}
 }
