@@ -22,7 +22,8 @@ type command struct {
 // commands is the table of benchmarks. Add a line here for a new one
 // (skyline-bench serve comes with the HTTP API).
 var commands = map[string]command{
-	"log": {"append, publish, prove and replay with package log (same output as tessera-posix)", runLog},
+	"log":   {"append, publish, prove and replay with package log (same output as tessera-posix)", runLog},
+	"serve": {"submit signed attestations to skyline serve over HTTP (throughput, latency)", runServe},
 }
 
 func main() {

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fedora-skyline/skyline/api"
+	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/coord"
+	"github.com/fedora-skyline/skyline/log"
+)
+
+const serveOrigin = "bench.skyline.example/serve"
+
+type serveFlags struct {
+	n, conc, operators int
+	rate               float64
+	dir, cpuProfile    string
+	cpInterval         time.Duration
+	wait, keep         bool
+}
+
+// runServe measures `skyline serve` over real HTTP: an in-process server
+// (log on Pebble, coordinator, API with every check on) on a loopback
+// listener, -n pre-leased jobs slots, and clients that POST /submit one
+// real signed attestation per lease. Each submission is parsed strictly,
+// its signature verified against the enrolled key, its lease checked and
+// held, and it is appended durably before the answer.
+//
+// Closed loop (-rate 0): -c clients submit back to back; subs_per_s is the
+// throughput. Fixed rate (-rate R): submissions are started every 1/R
+// seconds whatever the answers do, and latency counts from the scheduled
+// start, so a stalled server shows in p99 (no coordinated omission).
+func runServe(args []string, stdout, stderr io.Writer) int {
+	var f serveFlags
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&f.n, "n", 5000, "submissions (one per pre-leased job slot)")
+	fs.IntVar(&f.conc, "c", 64, "concurrent clients (closed loop), or the most in flight (fixed rate)")
+	fs.IntVar(&f.operators, "operators", 20, "builder operators (one key each); jobs want 10 results, so at least 10")
+	fs.Float64Var(&f.rate, "rate", 0, "fixed submission rate per second (0: closed loop)")
+	fs.StringVar(&f.dir, "dir", "", "parent directory of the log (a fresh subdirectory, removed after); default: system temp dir")
+	fs.DurationVar(&f.cpInterval, "checkpoint-interval", time.Second, "log checkpoint interval")
+	fs.BoolVar(&f.wait, "wait", false, "submit with ?wait=1 (latency includes the checkpoint and proof)")
+	fs.BoolVar(&f.keep, "keep", false, "keep the log directory")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the submission phase to this file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 4
+	}
+	if f.n <= 0 || f.conc <= 0 || f.operators < 10 || f.rate < 0 {
+		fmt.Fprintln(stderr, "skyline-bench serve: need -n > 0, -c > 0, -operators >= 10, -rate >= 0")
+		return 4
+	}
+	line, err := benchServe(f, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "skyline-bench serve:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, line)
+	return 0
+}
+
+func benchServe(f serveFlags, stderr io.Writer) (string, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir, err := os.MkdirTemp(f.dir, "skyline-serve-")
+	if err != nil {
+		return "", err
+	}
+	if !f.keep {
+		defer os.RemoveAll(dir)
+	}
+	key, err := attest.GenerateKey(attest.KeyEd25519)
+	if err != nil {
+		return "", err
+	}
+	ns, err := key.NoteSigner(serveOrigin)
+	if err != nil {
+		return "", err
+	}
+	lg, err := log.Open(ctx, log.Config{Dir: dir, Origin: serveOrigin, Signer: ns, Indexer: coord.Indexer, CheckpointInterval: f.cpInterval})
+	if err != nil {
+		return "", err
+	}
+	defer lg.Close()
+	admin, err := attest.GenerateKey(attest.KeyEd25519)
+	if err != nil {
+		return "", err
+	}
+	svc, err := coord.NewService(ctx, coord.ServiceConfig{Log: lg, Signer: key, AdminKeys: []*attest.Verifier{admin.Verifier()}, TickInterval: time.Hour})
+	if err != nil {
+		return "", err
+	}
+	srv, err := api.NewServer(api.Config{KeyRate: -1, SubmitRate: -1, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}, svc, lg)
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	defer func() { cancel(); <-served }()
+	url := "http://" + ln.Addr().String()
+	transport := &http.Transport{MaxIdleConnsPerHost: f.conc, MaxConnsPerHost: f.conc}
+	httpc := &http.Client{Transport: transport, Timeout: time.Minute}
+	adminc, err := api.NewClient(api.ClientConfig{URL: url, Signer: admin, HTTP: httpc})
+	if err != nil {
+		return "", err
+	}
+
+	// Setup, not measured: builders, jobs, leases, signed attestations.
+	builders := make([]*attest.Signer, f.operators)
+	for i := range builders {
+		if builders[i], err = attest.GenerateKey(attest.KeyEd25519); err != nil {
+			return "", err
+		}
+		if _, err := adminc.Enrol(ctx, api.EnrolBody{PublicKey: string(builders[i].PublicPEM()), Role: attest.RoleBuilder, Operator: fmt.Sprintf("op%d", i), Contact: "bench@example.org"}); err != nil {
+			return "", err
+		}
+	}
+	jobs := (f.n + 9) / 10
+	for j := range jobs {
+		nvr := fmt.Sprintf("bench%d-1.0-1", j)
+		if _, err := adminc.Enqueue(ctx, api.EnqueueBody{NVR: nvr, Arch: "x86_64", SRPMURL: "https://koji.example/" + nvr + ".src.rpm", SRPMSHA256: fmt.Sprintf("%064x", j+1), Wanted: 10}); err != nil {
+			return "", err
+		}
+	}
+	var (
+		mu     sync.Mutex
+		envs   [][]byte
+		wg     sync.WaitGroup
+		setErr error
+	)
+	for _, b := range builders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				enough := len(envs) >= f.n || setErr != nil
+				mu.Unlock()
+				if enough {
+					return
+				}
+				l, _, err := svc.Lease(ctx, b.KeyID(), []string{"x86_64"})
+				if errors.Is(err, coord.ErrNoJob) {
+					return
+				}
+				var env [][]byte
+				if err == nil {
+					env, err = attest.NewSubjectAttestations(attest.Build{
+						ID: l.Build, SRPMURL: l.SRPMURL, Backend: "rpmbuild", Chroot: "bench", LeaseID: l.LeaseID,
+						Started: l.Issued, Finished: l.Issued.Add(time.Minute),
+					}, benchSubjects(l.Build.NVR, 3), b)
+				}
+				mu.Lock()
+				if err != nil {
+					setErr = err
+				} else {
+					envs = append(envs, env[0])
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if setErr != nil {
+		return "", setErr
+	}
+	if len(envs) > f.n {
+		envs = envs[:f.n]
+	}
+	startSize, _ := lg.Size()
+
+	clients := make([]*api.Client, f.conc)
+	for i := range clients {
+		if clients[i], err = api.NewClient(api.ClientConfig{URL: url, HTTP: httpc}); err != nil {
+			return "", err
+		}
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return "", err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return "", err
+		}
+	}
+	lat := make([]time.Duration, len(envs))
+	var failures atomic.Int64
+	var firstErr atomic.Value
+	submit := func(c *api.Client, i int, from time.Time) {
+		if _, err := c.SubmitOne(ctx, envs[i], f.wait); err != nil {
+			failures.Add(1)
+			firstErr.CompareAndSwap(nil, err.Error())
+		}
+		lat[i] = time.Since(from)
+	}
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	if f.rate == 0 {
+		var next atomic.Int64
+		for _, c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(envs) {
+						return
+					}
+					submit(c, i, time.Now())
+				}
+			}()
+		}
+	} else {
+		sem := make(chan *api.Client, len(clients))
+		for _, c := range clients {
+			sem <- c
+		}
+		interval := time.Duration(float64(time.Second) / f.rate)
+		for i := range envs {
+			at := start.Add(time.Duration(i) * interval)
+			if d := time.Until(at); d > 0 {
+				time.Sleep(d)
+			}
+			c := <-sem
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				submit(c, i, at)
+				sem <- c
+			}()
+		}
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := cpuSeconds() - cpu0
+	if f.cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	endSize, _ := lg.Size()
+	if added := endSize - startSize; added != uint64(len(envs))-uint64(failures.Load()) {
+		return "", fmt.Errorf("log grew by %d for %d accepted submissions", added, len(envs)-int(failures.Load()))
+	}
+	if v := firstErr.Load(); v != nil {
+		fmt.Fprintln(stderr, "skyline-bench serve: first failure:", v)
+	}
+	mode := "closed"
+	if f.rate > 0 {
+		mode = fmt.Sprintf("rate%.0f", f.rate)
+	}
+	return fmt.Sprintf("subs_per_s=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f failures=%d cpu_s_per_1k=%.3f n=%d c=%d mode=%s wait=%t operators=%d cp_interval=%s dedup=true sigcheck=true",
+		float64(len(envs))/elapsed.Seconds(), pct(lat, 0.50), pct(lat, 0.99), pct(lat, 1), failures.Load(), cpu/float64(len(envs))*1000,
+		len(envs), f.conc, mode, f.wait, f.operators, f.cpInterval), nil
+}
+
+// benchSubjects makes n made-up binary RPM subjects of a build.
+func benchSubjects(nvr string, n int) []attest.Subject {
+	out := make([]attest.Subject, n)
+	for i := range out {
+		out[i] = attest.Subject{
+			Name:    fmt.Sprintf("%s-sub%d.x86_64.rpm", nvr, i),
+			SHA256:  fmt.Sprintf("%064x", i+1),
+			Skyline: fmt.Sprintf("%064x", i+101),
+		}
+	}
+	return out
+}
