@@ -333,3 +333,33 @@ func FuzzDecodeResponse(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeScalars(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		want  any
+	}{
+		{"<i4>-7</i4>", int64(-7)},
+		{"<int> 2147483647 </int>", int64(2147483647)},
+		{"<i8>-9223372036854775808</i8>", int64(math.MinInt64)},
+		{"<boolean>1</boolean>", true},
+		{"<double>-0.5</double>", -0.5},
+		{"<double>1721244712</double>", float64(1721244712)},
+		{"<string/>", ""},
+		{"<string>a &amp; &lt;b&gt;</string>", "a & <b>"},
+		{"", ""},
+		{"  bare text  ", "  bare text  "},
+		{"<dateTime.iso8601>20240717T19:25:02</dateTime.iso8601>", "20240717T19:25:02"},
+		{"<base64>c2t5\nbGluZQ==\n</base64>", []byte("skyline")},
+		{"<nil/>", nil},
+		{"<array><data/></array>", []any{}},
+		{"<struct/>", map[string]any{}},
+		{" <!-- a comment --> <int>1</int> ", int64(1)},
+	} {
+		body := "<methodResponse><params><param><value>" + tt.value + "</value></param></params></methodResponse>"
+		got, err := DecodeResponse(strings.NewReader(body), Limits{})
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%q: got %#v, %v; want %#v", tt.value, got, err, tt.want)
+		}
+	}
+}
