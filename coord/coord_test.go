@@ -3,6 +3,7 @@ package coord
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"reflect"
@@ -932,5 +933,30 @@ func TestStatsAndLogging(t *testing.T) {
 	mustErr(t, f.c.Apply(99, Event{Signer: authority, Payload: attest.JobClose{JobID: "nope", At: t0}}), ErrUnknownJob)
 	if !strings.Contains(buf.String(), "entry refused") || !strings.Contains(buf.String(), "index=99") {
 		t.Fatalf("refusal not logged: %q", buf.String())
+	}
+}
+
+func TestJobStatusJSONRoundTrip(t *testing.T) {
+	f := newFixture(t, Config{}, 20)
+	a := f.enrol("a", attest.RoleBuilder)
+	f.enqueue(1, "x86_64", 2)
+	f.enqueue(2, "x86_64", 1)
+	l := f.lease(a, []string{"x86_64"}, t0)
+	f.deliver(l, t0)
+	f.commitAll(f.c.Closable(t0))
+	jobs := f.c.Jobs()
+	data, err := json.Marshal(jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back []JobStatus
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, jobs) {
+		t.Fatalf("JSON round trip differs:\n%s", data)
+	}
+	if !strings.Contains(string(data), `"result_set":"set-`) || !strings.Contains(string(data), `"lease_id":"`+l.LeaseID) {
+		t.Fatalf("unexpected JSON: %s", data)
 	}
 }

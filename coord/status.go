@@ -10,42 +10,42 @@ import (
 // JobStatus is a job as the state knows it, for `skyline admin jobs`, the
 // API and the agreement code.
 type JobStatus struct {
-	Job   attest.Job
-	Index uint64 // log index of the job entry
+	Job   attest.Job `json:"job"`
+	Index uint64     `json:"index"` // log index of the job entry
 	// Closed jobs carry the JobClose entry and its index.
-	Closed     bool
-	Close      attest.JobClose
-	CloseIndex uint64
-	Slots      []SlotStatus
-	Live       []attest.Lease // live leases, in slot order
-	Results    []Delivery     // counted results, in slot order
+	Closed     bool            `json:"closed"`
+	Close      attest.JobClose `json:"close,omitzero"`
+	CloseIndex uint64          `json:"close_index,omitempty"`
+	Slots      []SlotStatus    `json:"slots"`
+	Live       []attest.Lease  `json:"live,omitempty"`    // live leases, in slot order
+	Results    []Delivery      `json:"results,omitempty"` // counted results, in slot order
 }
 
 // SlotStatus is one of a job's slots.
 type SlotStatus struct {
-	Attempts int    // leases applied on the slot
-	Live     string // id of the slot's live lease, if any
-	Done     bool   // a lease delivered its result
+	Attempts int    `json:"attempts"`       // leases applied on the slot
+	Live     string `json:"live,omitempty"` // id of the slot's live lease, if any
+	Done     bool   `json:"done"`           // a lease delivered its result
 }
 
 // Delivery is a counted result: the lease whose holder delivered every part
 // of its result set, and the log indices of those parts.
 type Delivery struct {
-	LeaseID   string
-	KeyID     string
-	Operator  string
-	ResultSet string
-	Entries   []uint64
+	LeaseID   string   `json:"lease_id"`
+	KeyID     string   `json:"key_id"`
+	Operator  string   `json:"operator"`
+	ResultSet string   `json:"result_set"`
+	Entries   []uint64 `json:"entries"`
 }
 
 // KeyStatus is an enrolled key.
 type KeyStatus struct {
-	Enrolment attest.Enrolment
-	Index     uint64 // log index of the enrolment
-	Revoked   bool
+	Enrolment attest.Enrolment `json:"enrolment"`
+	Index     uint64           `json:"index"` // log index of the enrolment
+	Revoked   bool             `json:"revoked"`
 	// Revocation and RevokedIndex are set when Revoked.
-	Revocation   attest.Revocation
-	RevokedIndex uint64
+	Revocation   attest.Revocation `json:"revocation,omitzero"`
+	RevokedIndex uint64            `json:"revoked_index,omitempty"`
 }
 
 func (c *Coordinator) status(j *job) JobStatus {
@@ -152,11 +152,11 @@ func (c *Coordinator) Alarms() []uint64 {
 
 // Stats are gauges of the coordinator's state, for metrics.
 type Stats struct {
-	OpenJobs     int // jobs not closed
-	LeasableJobs int // open jobs with a free slot
-	LiveLeases   int
-	Outstanding  int // decisions not yet applied or released (result and alarm holds excluded)
-	ActiveAlarms int
+	OpenJobs     int `json:"open_jobs"`     // jobs not closed
+	LeasableJobs int `json:"leasable_jobs"` // open jobs with a free slot
+	LiveLeases   int `json:"live_leases"`
+	Outstanding  int `json:"outstanding"` // decisions not yet applied or released (result and alarm holds excluded)
+	ActiveAlarms int `json:"active_alarms"`
 }
 
 // Stats returns the current gauges.
