@@ -271,7 +271,7 @@ func compareVerdict(v *attest.Verdict, o Outcome) []string {
 	for rs, g := range got {
 		w, ok := want[rs]
 		if !ok {
-			diffs = append(diffs, fmt.Sprintf("group %s (entries %v) not recomputed", short(rs), g.Entries))
+			diffs = append(diffs, fmt.Sprintf("group %s: entries %v counted by the witness were not seen here", short(rs), g.Entries))
 			continue
 		}
 		if !slices.Equal(sortedCopy(g.Operators), sortedCopy(w.Operators)) {
@@ -283,7 +283,7 @@ func compareVerdict(v *attest.Verdict, o Outcome) []string {
 	}
 	for rs, w := range want {
 		if _, ok := got[rs]; !ok {
-			diffs = append(diffs, fmt.Sprintf("group %s (entries %v) recomputed but not in the verdict", short(rs), w.Entries))
+			diffs = append(diffs, fmt.Sprintf("group %s: entries %v seen here were not counted by the witness", short(rs), w.Entries))
 		}
 	}
 	type ol struct {

@@ -1,0 +1,321 @@
+package witness
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/fedora-skyline/skyline/attest"
+	fmtlog "github.com/transparency-dev/formats/log"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// TestVerifyVerdicts runs one scenario per verdict through Verify against
+// a real log over HTTP, with real cosignatures and signed verdicts, and
+// checks the verdict, the exit code and what the report names.
+func TestVerifyVerdicts(t *testing.T) {
+	ten := func(v string) []string { return slices.Repeat([]string{v}, 10) }
+	cases := []struct {
+		name     string
+		variants []string
+		official string // variant of the official build; "-" for none
+		closed   bool
+		verdict  string
+		exit     int
+		outliers []string // operators named as outliers
+	}{
+		{"reproduced", ten(""), "", true, VerdictReproduced, 0, nil},
+		{"reproduced-one-dissent", append(ten("")[:9], "evil"), "-", true, VerdictReproduced, 0, []string{"op09"}},
+		{"disputed", append(ten("")[:8], "evil", "evil2"), "-", true, VerdictDisputed, 1, []string{"op08", "op09"}},
+		{"official-mismatch", ten(""), "koji-tampered", true, VerdictOfficialMismatch, 1, nil},
+		{"unreproducible", []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}, "-", true, VerdictUnreproducible, 2, nil},
+		{"insufficient-few", []string{"", "", "", "skip", "skip"}, "-", true, VerdictInsufficient, 2, nil},
+		{"insufficient-open", ten(""), "-", false, VerdictInsufficient, 2, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newVNet(t, 10)
+			b := vnetBuild("hello-2.12-1.fc41", "x86_64")
+			job := n.job(b)
+			count := 0
+			for i, v := range tc.variants {
+				l := n.lease(b, job, n.builders[i], i)
+				if v != "skip" {
+					n.result(l, n.builders[i], vnetSubjects(b, v))
+					count++
+				}
+			}
+			if tc.official != "-" {
+				n.official(b, vnetSubjects(b, tc.official))
+			}
+			if tc.closed {
+				n.close(b, job, count)
+				n.verdicts(b, 3)
+			}
+			rep, err := n.verify(n.policy(2), VerifyRequest{NVR: b.NVR})
+			if err != nil {
+				t.Fatalf("Verify: %v (problems %v)", err, rep.Problems)
+			}
+			if rep.Status != tc.verdict || VerifyExit(rep, err) != tc.exit {
+				t.Fatalf("status %q exit %d, want %q exit %d", rep.Status, VerifyExit(rep, err), tc.verdict, tc.exit)
+			}
+			if len(rep.Builds) != 1 {
+				t.Fatalf("%d builds reported", len(rep.Builds))
+			}
+			br := rep.Builds[0]
+			var ops []string
+			for _, o := range br.Outliers {
+				ops = append(ops, o.Operator)
+				if o.KeyID == "" || len(o.Diff) == 0 || !strings.Contains(o.Diff[0].File, "-libs") {
+					t.Errorf("outlier %+v: key or RPM diff missing", o)
+				}
+			}
+			if !slices.Equal(ops, tc.outliers) {
+				t.Errorf("outliers %v, want %v", ops, tc.outliers)
+			}
+			if tc.verdict == VerdictOfficialMismatch && (len(br.OfficialDiff) != 1 || !strings.Contains(br.OfficialDiff[0].File, "-libs")) {
+				t.Errorf("official diff %+v, want the -libs RPM", br.OfficialDiff)
+			}
+			if tc.closed {
+				agree := 0
+				for _, w := range br.Witnesses {
+					if w.Covers && w.Agrees {
+						agree++
+					}
+				}
+				if agree != 3 {
+					t.Errorf("%d witnesses vouch, want 3: %+v", agree, br.Witnesses)
+				}
+			}
+			if len(rep.Cosigners) != 3 {
+				t.Errorf("cosigners %v, want 3", rep.Cosigners)
+			}
+		})
+	}
+}
+
+// vnetReproduced is a network with one reproduced build and three
+// witnesses' verdicts.
+func vnetReproduced(t *testing.T) (*vnet, attest.BuildID) {
+	n := newVNet(t, 10)
+	b := vnetBuild("hello-2.12-1.fc41", "x86_64")
+	n.run(b, append(slices.Repeat([]string{""}, 9), "evil")...)
+	n.verdicts(b, 3)
+	return n, b
+}
+
+// TestVerifyLyingLog: every lie of the log makes Verify fail with its own
+// error (exit 3), and the report says why.
+func TestVerifyLyingLog(t *testing.T) {
+	t.Run("honest", func(t *testing.T) {
+		n, b := vnetReproduced(t)
+		rep, err := n.verify(n.policy(2), VerifyRequest{NVR: b.NVR})
+		if err != nil || VerifyExit(rep, err) != 0 {
+			t.Fatalf("honest log: %v, exit %d", err, VerifyExit(rep, err))
+		}
+	})
+	check := func(t *testing.T, rep *VerifyReport, err, want error) {
+		t.Helper()
+		if !errors.Is(err, want) {
+			t.Fatalf("Verify: %v, want %v", err, want)
+		}
+		if VerifyExit(rep, err) != ExitVerification || rep.Status != StatusVerificationFailed || len(rep.Problems) == 0 {
+			t.Fatalf("exit %d status %q problems %v", VerifyExit(rep, err), rep.Status, rep.Problems)
+		}
+	}
+	t.Run("hidden-from-lookup", func(t *testing.T) {
+		n, b := vnetReproduced(t)
+		// Hide the dissenting result: locally the build looks unanimous,
+		// the witnesses counted the outlier.
+		o, _ := n.outcome(b, DefaultPolicy())
+		if len(o.Outliers) != 1 {
+			t.Fatalf("setup: %d outliers", len(o.Outliers))
+		}
+		n.hideLookup[o.Outliers[0].Index] = true
+		rep, err := n.verify(n.policy(2), VerifyRequest{NVR: b.NVR})
+		check(t, rep, err, ErrWitnessDisagrees)
+		if !strings.Contains(err.Error(), "were not seen here") {
+			t.Errorf("error does not name the hidden entry: %v", err)
+		}
+	})
+	t.Run("hidden-job-close", func(t *testing.T) {
+		n, b := vnetReproduced(t)
+		rec, _ := n.rec.record(b)
+		n.hideLookup[rec.ClosedAt] = true
+		rep, err := n.verify(n.policy(2), VerifyRequest{NVR: b.NVR})
+		check(t, rep, err, ErrWitnessDisagrees)
+	})
+	t.Run("hidden-verdicts", func(t *testing.T) {
+		n, b := vnetReproduced(t)
+		for _, v := range n.rec.builds[b].verdicts {
+			n.hideLookup[v.Index] = true
+		}
+		rep, err := n.verify(n.policy(2), VerifyRequest{NVR: b.NVR})
+		check(t, rep, err, ErrTooFewVerdicts)
+	})
+	t.Run("stale-verdicts", func(t *testing.T) {
+		// The witnesses decided before the official build arrived: their
+		// verdicts do not cover it and vouch for nothing.
+		n, b := vnetReproduced(t)
+		n.official(b, vnetSubjects(b, ""))
+		rep, err := n.verify(n.policy(2), VerifyRequest{NVR: b.NVR})
+		check(t, rep, err, ErrTooFewVerdicts)
+	})
+	t.Run("too-few-cosignatures", func(t *testing.T) {
+		n, b := vnetReproduced(t)
+		n.cosigners = 1
+		rep, err := n.verify(n.policy(2), VerifyRequest{NVR: b.NVR})
+		check(t, rep, err, ErrTooFewCosignatures)
+	})
+	t.Run("other-key", func(t *testing.T) {
+		n, b := vnetReproduced(t)
+		other := vnetKey(t)
+		ns, err := other.NoteSigner(vnetOrigin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.cpFunc = func(cp []byte) []byte { return resign(t, cp, ns) }
+		rep, err := n.verify(n.policy(2), VerifyRequest{NVR: b.NVR})
+		check(t, rep, err, ErrBadSignature)
+	})
+	t.Run("fork", func(t *testing.T) {
+		n, b := vnetReproduced(t)
+		p := n.policy(2)
+		rep, err := n.verify(p, VerifyRequest{NVR: b.NVR})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev := vnetTrusted(t, n, rep)
+		// Another root at the same size, signed by the log key (and not
+		// cosigned: witnesses refuse forks).
+		ns, _ := n.coord.NoteSigner(vnetOrigin)
+		c := fmtlog.Checkpoint{Origin: vnetOrigin, Size: prev.Size, Hash: make([]byte, 32)}
+		forked, err := note.Sign(&note.Note{Text: string(c.Marshal())}, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.cpFunc = func([]byte) []byte { return forked }
+		rep, err = n.verify(p, VerifyRequest{NVR: b.NVR})
+		check(t, rep, err, ErrTooFewCosignatures)
+		rep, err = Verify(t.Context(), VerifyConfig{Policy: p, Previous: &prev}, VerifyRequest{NVR: b.NVR})
+		check(t, rep, err, ErrFork)
+	})
+	t.Run("rollback", func(t *testing.T) {
+		n, b := vnetReproduced(t)
+		old, err := n.checkpoint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.enrol(vnetKey(t), attest.RoleBuilder, "late")
+		p := n.policy(2)
+		rep, err := n.verify(p, VerifyRequest{NVR: b.NVR})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev := vnetTrusted(t, n, rep)
+		n.cpFunc = func([]byte) []byte { return old }
+		rep, err = Verify(t.Context(), VerifyConfig{Policy: p, Previous: &prev}, VerifyRequest{NVR: b.NVR})
+		check(t, rep, err, ErrRollback)
+	})
+	t.Run("bad-tile", func(t *testing.T) {
+		n, b := vnetReproduced(t)
+		n.size()
+		size, _ := n.l.Size()
+		path := "tile/0/000.p/" + itoa(size)
+		if size >= 256 {
+			t.Fatalf("setup: log of %d entries", size)
+		}
+		n.lie(path, make([]byte, 32*size))
+		rep, err := n.verify(n.policy(2), VerifyRequest{NVR: b.NVR})
+		check(t, rep, err, ErrBadTile)
+	})
+	t.Run("swapped-entry", func(t *testing.T) {
+		n, b := vnetReproduced(t)
+		o, _ := n.outcome(b, DefaultPolicy())
+		good, err := n.l.Entry(t.Context(), o.Counted[0].Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.lie("entry/"+itoa(o.Outliers[0].Index), good)
+		rep, err := n.verify(n.policy(2), VerifyRequest{NVR: b.NVR})
+		check(t, rep, err, ErrHiddenEntry)
+	})
+}
+
+func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// resign replaces a note's signatures with one by s.
+func resign(t *testing.T, cp []byte, s note.Signer) []byte {
+	t.Helper()
+	text, err := noteText(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := note.Sign(&note.Note{Text: text}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// vnetTrusted is the checkpoint a report was made against, as a later run
+// would load it.
+func vnetTrusted(t *testing.T, n *vnet, rep *VerifyReport) Checkpoint {
+	t.Helper()
+	raw, err := n.checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := note.NewVerifier(n.vkey)
+	cp, err := ParseCheckpoint(raw, vnetOrigin, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Size != rep.Checkpoint.Size {
+		t.Fatalf("log grew during the test: %d, report %d", cp.Size, rep.Checkpoint.Size)
+	}
+	return cp
+}
+
+// TestVerifyBreaker: an alarm makes Verify fail closed until an admin's
+// logged clearing names it.
+func TestVerifyBreaker(t *testing.T) {
+	n, b := vnetReproduced(t)
+	p := n.policy(2)
+	alarm := n.sign(n.witnesses[0].verdict, attest.PayloadAlarm, &attest.Alarm{Reason: "outlier-rate: test", Rate: 0.2, Window: 500, TreeSize: 10, At: n.tick()})
+	rep, err := n.verify(p, VerifyRequest{NVR: b.NVR})
+	if !errors.Is(err, ErrAlarmActive) || VerifyExit(rep, err) != ExitVerification {
+		t.Fatalf("with an alarm: %v, exit %d", err, VerifyExit(rep, err))
+	}
+	if len(rep.Alarms) != 1 || rep.Alarms[0].Index != alarm {
+		t.Fatalf("alarms %+v, want the one at %d", rep.Alarms, alarm)
+	}
+	// A clearing by a key that is not an admin does not count.
+	n.sign(n.builders[0].key, attest.PayloadAlarmClear, &attest.AlarmClear{AlarmIndex: alarm, Reason: "not mine to clear", At: n.tick()})
+	if rep, err := n.verify(p, VerifyRequest{NVR: b.NVR}); !errors.Is(err, ErrAlarmActive) {
+		t.Fatalf("after a builder's clear: %v, exit %d", err, VerifyExit(rep, err))
+	}
+	n.sign(n.admin, attest.PayloadAlarmClear, &attest.AlarmClear{AlarmIndex: alarm, Reason: "investigated", At: n.tick()})
+	rep, err = n.verify(p, VerifyRequest{NVR: b.NVR})
+	if err != nil || VerifyExit(rep, err) != 0 {
+		t.Fatalf("after the admin's clear: %v, exit %d", err, VerifyExit(rep, err))
+	}
+}
+
+// TestVerifyUsage: malformed requests are usage errors.
+func TestVerifyUsage(t *testing.T) {
+	n, b := vnetReproduced(t)
+	p := n.policy(2)
+	for _, req := range []VerifyRequest{{NVR: "../etc"}, {NVR: "hello"}, {NVR: b.NVR, Arch: "X86/64"}} {
+		rep, err := Verify(t.Context(), VerifyConfig{Policy: p}, req)
+		if !errors.Is(err, ErrUsage) || VerifyExit(rep, err) != ExitUsage {
+			t.Errorf("%+v: %v exit %d", req, err, VerifyExit(rep, err))
+		}
+	}
+	rep, err := n.verify(p, VerifyRequest{NVR: "other-1.0-1.fc41"})
+	if !errors.Is(err, ErrNoBuild) || VerifyExit(rep, err) != ExitVerification {
+		t.Errorf("unknown NVR: %v exit %d", err, VerifyExit(rep, err))
+	}
+}
