@@ -363,3 +363,50 @@ func TestDecodeScalars(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeCallRecorded(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "call_multicall.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	method, args, err := DecodeCall(bytes.NewReader(b), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := args[0].([]any)
+	first := calls[0].(map[string]any)
+	pos, kw := SplitKwargs(first["params"].([]any))
+	if method != "system.multicall" || len(calls) != 2 || first["methodName"] != "getBuild" ||
+		!reflect.DeepEqual(pos, []any{"hello-2.12.1-7.fc41"}) || !reflect.DeepEqual(kw, Kwargs{"strict": true}) {
+		t.Errorf("decoded %s %#v", method, args)
+	}
+	for _, bad := range []string{"<methodResponse/>", "<methodCall><params/></methodCall>", "<methodCall><methodName>x</methodName><params><value/></params></methodCall>"} {
+		if _, _, err := DecodeCall(strings.NewReader(bad), Limits{}); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: err = %v, want ErrMalformed", bad, err)
+		}
+	}
+}
+
+// FuzzDecodeCall: any accepted call re-encodes to one that decodes the same.
+func FuzzDecodeCall(f *testing.F) {
+	b, err := os.ReadFile(filepath.Join("testdata", "call_multicall.xml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte("<methodCall><methodName>getLastEvent</methodName></methodCall>"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		method, args, err := DecodeCall(bytes.NewReader(body), Limits{MaxSize: 1 << 20})
+		if err != nil {
+			return
+		}
+		again, err := EncodeCall(method, args...)
+		if err != nil {
+			t.Fatalf("decoded call %q %#v does not re-encode: %v", method, args, err)
+		}
+		m2, a2, err := DecodeCall(bytes.NewReader(again), Limits{MaxSize: 4 << 20})
+		if err != nil || m2 != method || !reflect.DeepEqual(a2, args) {
+			t.Fatalf("round trip: %q %#v -> %q %#v, %v", method, args, m2, a2, err)
+		}
+	})
+}
