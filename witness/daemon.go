@@ -522,6 +522,13 @@ func (lf *logFollower) decide(b attest.BuildID, treeSize uint64, observe bool) {
 		return
 	}
 	v := g.Payload(treeSize)
+	// attest.Verdict.Official is the official build's result-set digest
+	// (attest checks it as one); Outcome.Payload puts the match status
+	// there, which the log refuses.
+	v.Official = ""
+	if rec.Official != nil {
+		v.Official = rec.Official.ResultSet
+	}
 	sum := v.Verdict + "/" + v.ResultSet + "/" + v.Official
 	if lf.aux.Signed[k] == sum {
 		return

@@ -1,0 +1,401 @@
+package witness
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/fedora-skyline/skyline/api"
+	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/coord"
+	"github.com/fedora-skyline/skyline/log"
+)
+
+// network is a running `skyline serve` (real log on Pebble, coordinator
+// service, api server on loopback) for a witness to follow.
+type network struct {
+	t        testing.TB
+	url      string
+	log      *log.Log
+	svc      *coord.Service
+	coordKey *attest.Signer
+	admin    *attest.Signer
+	logVKey  string
+	logNote  note.Verifier
+}
+
+func newSigner(t testing.TB) *attest.Signer {
+	t.Helper()
+	s, err := attest.GenerateKey(attest.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newNetwork(t testing.TB) *network {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	coordKey, admin := newSigner(t), newSigner(t)
+	ns, err := coordKey.NoteSigner(testOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkey, err := attest.NoteVerifierKey(testOrigin, coordKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nv, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := log.Open(ctx, log.Config{Dir: t.TempDir(), Origin: testOrigin, Signer: ns, Indexer: coord.Indexer, CheckpointInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := coord.NewService(ctx, coord.ServiceConfig{Log: lg, Signer: coordKey, AdminKeys: []*attest.Verifier{admin.Verifier()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.NewServer(api.Config{}, svc, lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		lg.Close()
+	})
+	return &network{t: t, url: "http://" + ln.Addr().String(), log: lg, svc: svc, coordKey: coordKey, admin: admin, logVKey: vkey, logNote: nv}
+}
+
+func (n *network) client(s *attest.Signer) *api.Client {
+	n.t.Helper()
+	c, err := api.NewClient(api.ClientConfig{URL: n.url, Signer: s, Arches: []string{"x86_64"}, PollInterval: 5 * time.Millisecond})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return c
+}
+
+func (n *network) enrolKey(k *attest.Signer, role, operator string) {
+	n.t.Helper()
+	if _, err := n.client(n.admin).Enrol(context.Background(), api.EnrolBody{PublicKey: string(k.PublicPEM()), Role: role, Operator: operator, Contact: operator + "@example.org"}); err != nil {
+		n.t.Fatalf("enrol %s %s: %v", role, operator, err)
+	}
+}
+
+func (n *network) enrol(role, operator string) *attest.Signer {
+	k := newSigner(n.t)
+	n.enrolKey(k, role, operator)
+	return k
+}
+
+func hexSum(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// rebuild runs one job for nvr to completion: every builder leases a slot
+// and submits a result (results[i] names builder i's result set), then the
+// coordinator closes the job.
+func (n *network) rebuild(nvr string, builders []*attest.Signer, results []string) attest.BuildID {
+	n.t.Helper()
+	ctx := context.Background()
+	b := attest.BuildID{NVR: nvr, Arch: "x86_64", SRPMSHA256: hexSum(nvr)}
+	if _, err := n.client(n.admin).Enqueue(ctx, api.EnqueueBody{NVR: b.NVR, Arch: b.Arch, SRPMURL: "https://koji.example/" + nvr + ".src.rpm", SRPMSHA256: b.SRPMSHA256, Wanted: len(builders)}); err != nil {
+		n.t.Fatal(err)
+	}
+	for i, k := range builders {
+		c := n.client(k)
+		l, err := c.Lease(ctx)
+		if err != nil {
+			n.t.Fatalf("lease for builder %d: %v", i, err)
+		}
+		envs, err := attest.NewSubjectAttestations(attest.Build{
+			ID: b, SRPMURL: l.SRPMURL, Backend: "rpmbuild", Chroot: "test", LeaseID: l.LeaseID,
+			Started: time.Now().UTC(), Finished: time.Now().UTC(),
+		}, []attest.Subject{
+			{Name: nvr + ".x86_64.rpm", SHA256: hexSum("f" + results[i]), Skyline: hexSum("s" + results[i])},
+			{Name: "lib" + nvr + ".x86_64.rpm", SHA256: hexSum("lf"), Skyline: hexSum("ls")},
+		}, k)
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		if _, err := c.Submit(ctx, envs); err != nil {
+			n.t.Fatalf("submit for builder %d: %v", i, err)
+		}
+	}
+	if _, closed, err := n.svc.Tick(ctx); err != nil || closed != 1 {
+		n.t.Fatalf("tick closed %d jobs: %v", closed, err)
+	}
+	n.waitCheckpoint()
+	return b
+}
+
+func (n *network) waitCheckpoint() {
+	n.t.Helper()
+	size, _ := n.log.Size()
+	if _, err := n.log.WaitCheckpoint(context.Background(), size); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// apiSubmitter submits through the api client.
+type apiSubmitter struct{ c *api.Client }
+
+func (s apiSubmitter) SubmitEntry(ctx context.Context, env []byte) (uint64, error) {
+	r, err := s.c.SubmitOne(ctx, env, false)
+	if err != nil {
+		return 0, err
+	}
+	return r.Index, nil
+}
+
+// witnessKeys are a witness's key files.
+type witnessKeys struct {
+	dir             string
+	cosign, verdict *attest.Signer
+	cosignPath      string
+	verdictPath     string
+	coordPath       string
+}
+
+func writeWitnessKeys(t testing.TB, coordKey *attest.Signer) witnessKeys {
+	t.Helper()
+	dir := t.TempDir()
+	k := witnessKeys{dir: dir, cosign: newSigner(t), verdict: newSigner(t)}
+	cf, err := attest.WriteKeyFiles(dir, "cosign", "witness.example/w1", k.cosign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vf, err := attest.WriteKeyFiles(dir, "verdict", "verdict", k.verdict)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.cosignPath, k.verdictPath = cf.Private, vf.Private
+	k.coordPath = filepath.Join(dir, "coordinator.pub")
+	if err := os.WriteFile(k.coordPath, coordKey.PublicPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func witnessConfig(stateDir string, k witnessKeys, url, vkey string, submit bool) Config {
+	cfg := DefaultConfig()
+	cfg.StateDir = stateDir
+	cfg.Name = "witness.example/w1"
+	cfg.CosignKey, cfg.VerdictKey = k.cosignPath, k.verdictPath
+	cfg.Logs = []LogConfig{{Name: "test", URL: url, SubmitURL: url, LogKey: vkey, Origin: testOrigin, CoordinatorKey: k.coordPath, Submit: &submit}}
+	return cfg
+}
+
+func newDaemon(t testing.TB, cfg Config, submitURL string) *Daemon {
+	t.Helper()
+	d, err := NewDaemon(cfg, Env{Submitter: func(lc LogConfig) (Submitter, error) {
+		c, err := api.NewClient(api.ClientConfig{URL: lc.SubmitURL})
+		return apiSubmitter{c}, err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestWitnessEndToEnd runs the witness over real HTTP against the real log,
+// coordinator and API: enrolments, jobs, leases, attestations, job closes;
+// the witness must submit a signed verdict per build that a fresh follower
+// reads back from the log and verifies, cosign the checkpoint, and flag the
+// builder that dissented twice.
+func TestWitnessEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	n := newNetwork(t)
+	keys := writeWitnessKeys(t, n.coordKey)
+	n.enrolKey(keys.verdict, attest.RoleWitness, "witness-op")
+	var builders []*attest.Signer
+	for i := range 6 {
+		builders = append(builders, n.enrol(attest.RoleBuilder, fmt.Sprintf("op%d", i)))
+	}
+	results := []string{"A", "A", "A", "A", "A", "B"} // builder 5 dissents
+	b1 := n.rebuild("hello-2.12.1-5.fc41", builders, results)
+	b2 := n.rebuild("zlib-1.3.1-1.fc41", builders, results)
+
+	d := newDaemon(t, witnessConfig(t.TempDir(), keys, n.url, n.logVKey, true), n.url)
+	if err := d.Step(ctx); err != nil {
+		t.Fatalf("witness round: %v", err)
+	}
+	latest, _ := d.Latest("test")
+	if size, _ := n.log.Size(); latest.Size == 0 || latest.Size > size {
+		t.Fatalf("witness cosigned size %d, log size %d", latest.Size, size)
+	}
+	n.waitCheckpoint()
+
+	// A fresh follower reads the log back and finds the verdicts.
+	f, err := NewFollower(FollowerConfig{URL: n.url, Origin: testOrigin, Verifier: n.logNote}, EmptyTree(testOrigin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := f.Update(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdicts := map[string]*attest.Verdict{}
+	err = f.Entries(ctx, 0, cp.Size, func(i uint64, data []byte) error {
+		e, err := attest.Parse(data, attest.ParseOptions{})
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+		if v, ok := e.Value.(*attest.Verdict); ok {
+			if err := e.Verify(keys.verdict.Verifier()); err != nil {
+				return fmt.Errorf("verdict at %d: %w", i, err)
+			}
+			if _, dup := verdicts[v.Build.NVR]; dup {
+				return fmt.Errorf("second verdict for %s at %d", v.Build.NVR, i)
+			}
+			verdicts[v.Build.NVR] = v
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []attest.BuildID{b1, b2} {
+		v := verdicts[b.NVR]
+		if v == nil {
+			t.Fatalf("no verdict for %s in the log", b.NVR)
+		}
+		if v.Build != b || v.Verdict != attest.VerdictReproduced || v.TreeSize == 0 || v.TreeSize > latest.Size {
+			t.Fatalf("verdict %+v", v)
+		}
+		if len(v.Outliers) != 1 || v.Outliers[0].KeyID != builders[5].KeyID() || v.Outliers[0].Operator != "op5" {
+			t.Fatalf("outliers %+v, want builder 5", v.Outliers)
+		}
+	}
+
+	// A second round changes nothing: no verdict twice.
+	before, _ := n.log.Size()
+	if err := d.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := n.log.Size(); after != before {
+		t.Fatalf("second round logged %d more entries", after-before)
+	}
+
+	// The builder that dissented twice is flagged; the others are not.
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	for i, want := range map[int]bool{5: true, 0: false} {
+		resp, err := http.Get(srv.URL + "/notices/" + builders[i].KeyID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nr NoticesResponse
+		err = json.NewDecoder(resp.Body).Decode(&nr)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("notices: %d %v", resp.StatusCode, err)
+		}
+		if nr.Flagged != want || (want && (len(nr.Notices) != 1 || len(nr.Notices[0].Outliers) != 2)) {
+			t.Fatalf("builder %d notices %+v, flagged want %v", i, nr, want)
+		}
+	}
+	if resp, err := http.Get(srv.URL + "/notices/NOTHEX"); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("bad key id: %v %v", resp.StatusCode, err)
+	}
+
+	// A restarted witness resumes from its state: nothing is folded or
+	// submitted again.
+	d2 := newDaemon(t, witnessConfig(d.cfg.StateDir, keys, n.url, n.logVKey, true), n.url)
+	if d2.logs[0].fold.Next() != d.logs[0].fold.Next() {
+		t.Fatalf("restarted fold at %d, was %d", d2.logs[0].fold.Next(), d.logs[0].fold.Next())
+	}
+	if err := d2.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := n.log.Size(); after != before {
+		t.Fatalf("restarted witness logged %d more entries", after-before)
+	}
+}
+
+// TestWitnessRefusesForkAcrossRestart: a log that forks is refused, the
+// refusal is persisted, and a witness restarted from its state directory
+// still refuses the log, even once it serves the honest history again.
+func TestWitnessRefusesForkAcrossRestart(t *testing.T) {
+	ctx := context.Background()
+	k := newLogKey(t, testOrigin)
+	honest := openTestLog(t, k)
+	addEntries(t, honest, "a", 10)
+	forked := openTestLog(t, k)
+	forkCp := addEntries(t, forked, "x", 10)
+	h, url := serveLying(t, honest)
+
+	keys := writeWitnessKeys(t, newSigner(t))
+	state := t.TempDir()
+	cfg := witnessConfig(state, keys, url, k.vkey, false)
+	d := newDaemon(t, cfg, url)
+	if err := d.Step(ctx); err != nil {
+		t.Fatalf("honest round: %v", err)
+	}
+	if cp, _ := d.Latest("test"); cp.Size != 10 {
+		t.Fatalf("cosigned %d", cp.Size)
+	}
+	h.use(forked)
+	h.set("checkpoint", forkCp)
+	if err := d.Step(ctx); !errors.Is(err, ErrFork) {
+		t.Fatalf("forked round: %v, want ErrFork", err)
+	}
+	ref, err := d.store.LoadRefusal("test")
+	if err != nil || ref == nil || ref.Kind != RefusedFork || !bytes.Equal(ref.Refused, forkCp) {
+		t.Fatalf("refusal on record: %+v %v", ref, err)
+	}
+	// The log serves the honest history again; a restarted witness still
+	// refuses it, for polling and for add-checkpoint.
+	h.use(honest)
+	d2 := newDaemon(t, cfg, url)
+	err = d2.Step(ctx)
+	if !errors.Is(err, ErrRefused) || !errors.Is(err, ErrFork) {
+		t.Fatalf("restarted round: %v, want ErrRefused and ErrFork", err)
+	}
+	addEntries(t, honest, "b", 1)
+	cp, _ := honest.ReadPath(ctx, "checkpoint")
+	proof, _ := honest.ConsistencyProof(ctx, 10, 11)
+	if _, err := d2.AddCheckpoint(addCheckpointBody(10, proof, cp)); !errors.Is(err, ErrRefused) {
+		t.Fatalf("add-checkpoint to a refused log: %v", err)
+	}
+	if cp, _ := d2.Latest("test"); cp.Size != 10 {
+		t.Fatalf("restarted witness moved to %d", cp.Size)
+	}
+}
+
+func addCheckpointBody(old uint64, proof [][]byte, cp []byte) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "old %d\n", old)
+	for _, h := range proof {
+		b.WriteString(base64Std(h) + "\n")
+	}
+	b.WriteString("\n")
+	b.Write(cp)
+	return []byte(b.String())
+}
