@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -96,6 +97,16 @@ type Log struct {
 	next    uint64
 	rng     *compact.Range
 	partial [][]byte // per tile level: the hashes of the rightmost, incomplete tile
+	// pending maps the dedup keys of recent batches to their index and
+	// batch generation; recent lists those batches' keys, oldest first.
+	// Batches up to gcGen have been dropped from pending.
+	pending map[string]pendingKey
+	recent  []recentBatch
+	gen     uint64 // generation of the last prepared batch
+	gcGen   uint64
+
+	// committedGen is the generation of the last durable batch.
+	committedGen atomic.Uint64
 
 	// Owned by the checkpoint goroutine: the tree as recomputed from storage
 	// up to the last signed checkpoint.
@@ -104,7 +115,6 @@ type Log struct {
 	mu      sync.Mutex
 	size    uint64 // durable, integrated tree size
 	root    []byte // its root hash
-	pending map[string]uint64
 	failed  error
 	alarm   error
 	cp      checkpoint
@@ -121,12 +131,29 @@ type checkpoint struct {
 	// SetCosignatures appends signature lines to note and serves the result.
 }
 
+type pendingKey struct {
+	index, gen uint64
+}
+
+type recentBatch struct {
+	gen  uint64
+	keys []string
+}
+
+// keepGens is how many committed batch generations stay in Log.pending, so
+// that an Add's lookup of its dedup key in storage, done before it was
+// queued, is still covered by pending when the sequencer sees it.
+const keepGens = 8
+
 type request struct {
 	entry    []byte
 	leaf     []byte
 	dedupKey []byte // storage key used for deduplication; nil: none
-	keys     []IndexKey
-	barrier  func() error
+	// checkedGen: the dedup key was absent from storage with every batch up
+	// to this generation durable.
+	checkedGen uint64
+	keys       []IndexKey
+	barrier    func() error
 
 	res  AddResult
 	err  error
@@ -135,10 +162,10 @@ type request struct {
 
 type prepared struct {
 	batch *Batch
+	gen   uint64
 	size  uint64
 	root  []byte
 	reqs  []*request
-	dedup []string
 	// barrier runs in the committer once every earlier batch committed.
 	barrier func() error
 	result  chan error
@@ -171,7 +198,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		m:       m,
 		reqs:    make(chan *request, cfg.MaxPending),
 		commits: make(chan *prepared),
-		pending: make(map[string]uint64),
+		pending: make(map[string]pendingKey),
 		cpCh:    make(chan struct{}),
 	}
 	if err := l.recover(ctx); err != nil {
@@ -259,6 +286,22 @@ func (l *Log) Add(ctx context.Context, entry []byte) (AddResult, error) {
 			r.dedupKey = append([]byte{pfxDedup}, dedup...)
 		}
 		r.keys = keys
+	}
+	if r.dedupKey != nil {
+		// Look the key up here, in parallel with other Adds, rather than in
+		// the sequencer; the sequencer's pending map covers the batches
+		// that became durable since.
+		r.checkedGen = l.committedGen.Load()
+		v, err := l.st.Get(r.dedupKey)
+		switch {
+		case err == nil && len(v) == 8:
+			if idx := binary.BigEndian.Uint64(v); idx < l.durableSize() {
+				l.m.duplicate()
+				return AddResult{Index: idx, Duplicate: true}, nil
+			}
+		case err != nil && !errors.Is(err, ErrNotFound):
+			return AddResult{}, fmt.Errorf("log: dedup lookup: %w", err)
+		}
 	}
 	select {
 	case l.reqs <- r:
@@ -378,8 +421,11 @@ func (l *Log) prepare(batch []*request) *prepared {
 		}
 		return nil
 	}
+	l.gcPending()
+	l.gen++
 	b := &Batch{Ops: make([]Op, 0, 3*len(batch)+8)}
-	p := &prepared{batch: b}
+	p := &prepared{batch: b, gen: l.gen}
+	var keys []string
 	dirty := map[uint]uint64{}
 	visit := func(id compact.NodeID, h []byte) {
 		// C2SP tlog-tiles: a tile at level L holds the hashes of tree level 8L.
@@ -405,24 +451,30 @@ func (l *Log) prepare(batch []*request) *prepared {
 	added := 0
 	for _, r := range batch {
 		if r.dedupKey != nil {
-			l.mu.Lock()
-			idx, ok := l.pending[string(r.dedupKey)]
-			l.mu.Unlock()
-			if ok {
-				r.res = AddResult{Index: idx, Duplicate: true}
-				p.reqs = append(p.reqs, r)
+			if pk, ok := l.pending[string(r.dedupKey)]; ok {
+				r.res = AddResult{Index: pk.index, Duplicate: true}
+				if pk.gen <= l.committedGen.Load() {
+					l.m.duplicate()
+					close(r.done)
+				} else {
+					p.reqs = append(p.reqs, r) // answered once its original is durable
+				}
 				continue
 			}
-			v, err := l.st.Get(r.dedupKey)
-			switch {
-			case err == nil && len(v) == 8 && binary.BigEndian.Uint64(v) < l.next:
-				r.res = AddResult{Index: binary.BigEndian.Uint64(v), Duplicate: true}
-				l.m.duplicate()
-				close(r.done)
-				continue
-			case err != nil && !errors.Is(err, ErrNotFound):
-				l.fail(r, fmt.Errorf("log: dedup lookup: %w", err))
-				continue
+			if r.checkedGen < l.gcGen {
+				// Queued so long that pending no longer covers every batch
+				// since its lookup: look again.
+				v, err := l.st.Get(r.dedupKey)
+				switch {
+				case err == nil && len(v) == 8 && binary.BigEndian.Uint64(v) < l.next:
+					r.res = AddResult{Index: binary.BigEndian.Uint64(v), Duplicate: true}
+					l.m.duplicate()
+					close(r.done)
+					continue
+				case err != nil && !errors.Is(err, ErrNotFound):
+					l.fail(r, fmt.Errorf("log: dedup lookup: %w", err))
+					continue
+				}
 			}
 		}
 		idx := l.next
@@ -430,10 +482,8 @@ func (l *Log) prepare(batch []*request) *prepared {
 		added++
 		if r.dedupKey != nil {
 			k := string(r.dedupKey)
-			l.mu.Lock()
-			l.pending[k] = idx
-			l.mu.Unlock()
-			p.dedup = append(p.dedup, k)
+			l.pending[k] = pendingKey{idx, p.gen}
+			keys = append(keys, k)
 		}
 		// Entry first: recovery finds a torn batch's other keys from its entries.
 		b.Set(entryKey(idx), r.entry)
@@ -451,6 +501,7 @@ func (l *Log) prepare(batch []*request) *prepared {
 		r.res = AddResult{Index: idx}
 		p.reqs = append(p.reqs, r)
 	}
+	l.recent = append(l.recent, recentBatch{p.gen, keys})
 	if len(p.reqs) == 0 {
 		return nil
 	}
@@ -501,10 +552,10 @@ func (l *Log) commit() {
 		if err == nil && p.root != nil {
 			l.size, l.root = p.size, p.root
 		}
-		for _, k := range p.dedup {
-			delete(l.pending, k)
-		}
 		l.mu.Unlock()
+		if err == nil {
+			l.committedGen.Store(p.gen)
+		}
 		if err == nil {
 			l.m.committed(p)
 		}
@@ -517,6 +568,28 @@ func (l *Log) commit() {
 			close(r.done)
 		}
 	}
+}
+
+// gcPending drops from pending the keys of batches committed more than
+// keepGens generations ago: they are found in storage.
+func (l *Log) gcPending() {
+	cg := l.committedGen.Load()
+	for len(l.recent) > 0 && l.recent[0].gen+keepGens <= cg {
+		for _, k := range l.recent[0].keys {
+			if pk, ok := l.pending[k]; ok && pk.gen == l.recent[0].gen {
+				delete(l.pending, k)
+			}
+		}
+		l.gcGen = l.recent[0].gen
+		l.recent[0] = recentBatch{}
+		l.recent = l.recent[1:]
+	}
+}
+
+func (l *Log) durableSize() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.size
 }
 
 // barrier runs fn in the committer once every batch formed before it is

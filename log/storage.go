@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
 )
 
 // Storage is the key-value store under a Log. The Log relies on exactly
@@ -69,6 +70,17 @@ func OpenPebble(dir string, logger *slog.Logger) (Storage, error) {
 		MemTableSize: 32 << 20,
 		Cleaner:      noRecycleCleaner{},
 	}
+	// Every Add looks its dedup key up, and almost every lookup misses:
+	// bloom filters answer those misses without reading data blocks.
+	opts.Levels = make([]pebble.LevelOptions, 7)
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	// Filter and index blocks of every table stay cached, so a dedup miss
+	// costs no read.
+	cache := pebble.NewCache(64 << 20)
+	defer cache.Unref()
+	opts.Cache = cache
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("log: open pebble in %s: %w", dir, err)

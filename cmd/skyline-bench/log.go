@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,7 +35,7 @@ const benchOrigin = "bench.skyline.example/log"
 // they mean for shared/bench/peers/cmd/tessera-posix.
 type logFlags struct {
 	n, size, conc, proofs, maxBatch int
-	dir                             string
+	dir, cpuProfile                 string
 	cpInterval                      time.Duration
 	dedup, replay, keep, verbose    bool
 }
@@ -63,6 +64,7 @@ func runLog(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.replay, "replay", true, "run the auditor-style full replay")
 	fs.BoolVar(&f.keep, "keep", false, "keep the log directory")
 	fs.BoolVar(&f.verbose, "v", false, "log to stderr")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the append phase to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -211,6 +213,17 @@ func benchLog(f logFlags, stderr io.Writer) (string, error) {
 		}
 	}()
 
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return "", err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return "", err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu0 := cpuSeconds()
 	addStart := make([]time.Time, f.n)
 	addLat := make([]time.Duration, f.n)
@@ -261,6 +274,9 @@ func benchLog(f logFlags, stderr io.Writer) (string, error) {
 	stopPoll()
 	<-pollDone
 	appendCPU := cpuSeconds() - cpu0
+	if f.cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 
 	pubLat := make([]time.Duration, f.n)
 	for k := range f.n {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ type serveFlags struct {
 	n, conc, operators int
 	rate               float64
 	dir, cpuProfile    string
+	mutexProfile       string
 	cpInterval         time.Duration
 	wait, keep         bool
 }
@@ -55,6 +57,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.wait, "wait", false, "submit with ?wait=1 (latency includes the checkpoint and proof)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the log directory")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the submission phase to this file")
+	fs.StringVar(&f.mutexProfile, "mutexprofile", "", "write a mutex contention profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -203,6 +206,15 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 		if err := pprof.StartCPUProfile(pf); err != nil {
 			return "", err
 		}
+	}
+	if f.mutexProfile != "" {
+		runtime.SetMutexProfileFraction(1)
+		defer func() {
+			if pf, err := os.Create(f.mutexProfile); err == nil {
+				_ = pprof.Lookup("mutex").WriteTo(pf, 0)
+				pf.Close()
+			}
+		}()
 	}
 	lat := make([]time.Duration, len(envs))
 	var failures atomic.Int64
