@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"sync"
 
@@ -151,11 +152,13 @@ type WitnessCheck struct {
 
 // RPMCheck compares the RPMs to release with the agreed result set.
 type RPMCheck struct {
-	Dir       string       `json:"dir"`
-	Match     bool         `json:"match"`
-	ResultSet string       `json:"result_set"`
-	Diffs     []RPMDiff    `json:"diffs,omitempty"`
-	Files     []rpm.Digest `json:"-"`
+	Dir       string    `json:"dir"`
+	Match     bool      `json:"match"`
+	ResultSet string    `json:"result_set"`
+	Diffs     []RPMDiff `json:"diffs,omitempty"`
+	// Unreadable lists the files that are not valid RPMs, with the error.
+	Unreadable []string     `json:"unreadable,omitempty"`
+	Files      []rpm.Digest `json:"files"`
 }
 
 // verifier is one run of Verify.
@@ -706,26 +709,36 @@ func VerifyExit(rep *VerifyReport, err error) int {
 	return VerdictExit(rep.Status)
 }
 
-// CheckRPMs digests the binary RPMs in dir (attest/rpm, signature
-// independent) and compares them with the build's agreed result set.
+// CheckRPMs digests the RPMs in dir (attest/rpm: the skyline-rpm-v1
+// digest leaves the signature out, so signed copies match) and compares
+// them with the build's agreed result set: the same file names with the
+// same digests, nothing more, nothing missing. Source RPMs are left out,
+// as they are of result sets.
 func CheckRPMs(dir string, b BuildReport) (*RPMCheck, error) {
-	ds, err := rpm.DigestDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("witness: verify: --rpm-dir %s: %w: %w", dir, ErrUsage, err)
+	files, err := filepath.Glob(filepath.Join(dir, "*.rpm"))
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("witness: verify: --rpm-dir %s holds no RPMs: %w", dir, ErrUsage)
 	}
-	chk := &RPMCheck{Dir: dir, ResultSet: b.ResultSet, Files: ds}
+	slices.Sort(files)
+	chk := &RPMCheck{Dir: dir, ResultSet: b.ResultSet}
 	got := map[string]string{}
 	var subjects []attest.Subject
-	for _, d := range ds {
+	for _, path := range files {
+		d, err := rpm.DigestFile(path)
+		if err != nil {
+			chk.Unreadable = append(chk.Unreadable, fmt.Sprintf("%s: %v", filepath.Base(path), err))
+			continue
+		}
+		if d.IsSource {
+			continue
+		}
+		chk.Files = append(chk.Files, d)
 		got[d.File] = d.Skyline
 		subjects = append(subjects, attest.Subject{Name: d.File, SHA256: d.SHA256, Skyline: d.Skyline})
 	}
-	if b.ResultSet == "" {
-		chk.Diffs = diffRPMs(nil, got)
-		return chk, nil
-	}
 	chk.Diffs = diffRPMs(b.Subjects, got)
-	chk.Match = len(chk.Diffs) == 0 && attest.ResultSetDigest(subjects) == b.ResultSet
+	chk.Match = b.ResultSet != "" && len(chk.Unreadable) == 0 && len(chk.Diffs) == 0 &&
+		attest.ResultSetDigest(subjects) == b.ResultSet
 	return chk, nil
 }
 

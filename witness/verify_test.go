@@ -2,12 +2,16 @@ package witness
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/attest/rpm"
+	"github.com/fedora-skyline/skyline/attest/rpm/rpmtest"
 	fmtlog "github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -317,5 +321,84 @@ func TestVerifyUsage(t *testing.T) {
 	rep, err := n.verify(p, VerifyRequest{NVR: "other-1.0-1.fc41"})
 	if !errors.Is(err, ErrNoBuild) || VerifyExit(rep, err) != ExitVerification {
 		t.Errorf("unknown NVR: %v exit %d", err, VerifyExit(rep, err))
+	}
+}
+
+// TestVerifyRPMDir: the RPMs about to be released must be exactly the
+// agreed result set; signed copies match (the digest leaves the signature
+// out), a rebuilt-different RPM is named.
+func TestVerifyRPMDir(t *testing.T) {
+	srpm := rpmtest.BuildSRPM(t, "hello.spec", nil)
+	top := filepath.Join(os.TempDir(), "skyline-witness-verify-rebuild")
+	good := rpmtest.Rebuild(t, srpm, top, nil)
+	evil := rpmtest.Rebuild(t, srpm, top, map[string]string{"greeting": "goodbye"})
+	ds, err := rpm.DigestDir(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subjects []attest.Subject
+	for _, d := range ds {
+		subjects = append(subjects, attest.Subject{Name: d.File, SHA256: d.SHA256, Skyline: d.Skyline})
+	}
+	n := newVNet(t, 5)
+	b := vnetBuild("hello-1.0-1", "x86_64")
+	job := n.job(b)
+	for i, bl := range n.builders {
+		n.result(n.lease(b, job, bl, i), bl, subjects)
+	}
+	n.close(b, job, len(n.builders))
+	n.verdicts(b, 3)
+	p := n.policy(3)
+
+	signed := t.TempDir()
+	tampered := t.TempDir()
+	for _, d := range ds {
+		copyFile(t, rpmtest.SignRPM(t, filepath.Join(good, d.File)), filepath.Join(signed, d.File))
+		src := filepath.Join(good, d.File)
+		if strings.HasPrefix(d.File, "hello-1.0") {
+			src = filepath.Join(evil, d.File)
+		}
+		copyFile(t, src, filepath.Join(tampered, d.File))
+	}
+	for _, tc := range []struct {
+		name, dir string
+		exit      int
+	}{{"built", good, 0}, {"signed", signed, 0}, {"tampered", tampered, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := n.verify(p, VerifyRequest{NVR: b.NVR, RPMDir: tc.dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := VerifyExit(rep, err); got != tc.exit || rep.RPMs == nil || rep.RPMs.Match != (tc.exit == 0) {
+				t.Fatalf("exit %d, rpms %+v; want exit %d", got, rep.RPMs, tc.exit)
+			}
+			if tc.exit == 1 && (len(rep.RPMs.Diffs) != 1 || rep.RPMs.Diffs[0].File != "hello-1.0-1.x86_64.rpm" || rep.Status != StatusRPMMismatch) {
+				t.Fatalf("diffs %+v status %q: want hello-1.0-1.x86_64.rpm named", rep.RPMs.Diffs, rep.Status)
+			}
+		})
+	}
+	t.Run("garbage", func(t *testing.T) {
+		dir := t.TempDir()
+		for _, d := range ds {
+			copyFile(t, filepath.Join(good, d.File), filepath.Join(dir, d.File))
+		}
+		if err := os.WriteFile(filepath.Join(dir, "extra.rpm"), []byte("not an rpm"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := n.verify(p, VerifyRequest{NVR: b.NVR, RPMDir: dir})
+		if err != nil || VerifyExit(rep, err) != 1 || len(rep.RPMs.Unreadable) != 1 || !strings.HasPrefix(rep.RPMs.Unreadable[0], "extra.rpm") {
+			t.Fatalf("%v exit %d rpms %+v", err, VerifyExit(rep, err), rep.RPMs)
+		}
+	})
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
