@@ -112,14 +112,14 @@ type Log struct {
 	// up to the last signed checkpoint.
 	vrng *compact.Range
 
-	mu      sync.Mutex
-	size    uint64 // durable, integrated tree size
-	root    []byte // its root hash
-	failed  error
-	alarm   error
-	cp      checkpoint
-	cpCh    chan struct{} // closed and replaced on every publication
-	closed  bool
+	mu     sync.Mutex
+	size   uint64 // durable, integrated tree size
+	root   []byte // its root hash
+	failed error
+	alarm  error
+	cp     checkpoint
+	cpCh   chan struct{} // closed and replaced on every publication
+	closed bool
 }
 
 // checkpoint is a signed checkpoint of the log.
