@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -45,6 +46,12 @@ type ServiceConfig struct {
 	// TickInterval is how often Run expires leases and closes jobs.
 	// Default 10s.
 	TickInterval time.Duration
+	// MaxParallel bounds the submissions checked (parsed, verified, held)
+	// and applied at once; appending to the log is not bounded by it, so
+	// group commit still sees every waiting entry. Bounding the CPU-bound
+	// parts keeps a thousand waiting handlers from convoying on the
+	// coordinator's lock. Default 4 * GOMAXPROCS.
+	MaxParallel int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives operational events. Default: discard.
@@ -81,11 +88,22 @@ type Service struct {
 	log   *log.Log
 	coord *Coordinator
 	admin map[string]*attest.Verifier
+	cpu   chan struct{} // MaxParallel tokens
 
-	mu        sync.Mutex
-	verifiers map[string]*attest.Verifier // enrolled keys by key id
-	signers   map[uint64]string           // result entry index -> builder key id
-	notices   map[string][]Notice         // builder key id -> notices
+	// keys holds the enrolled, unrevoked keys (key id -> *enrolled), kept
+	// in step with the coordinator by apply and afterCommit, so that the
+	// hot path checks a signature without taking the coordinator's lock.
+	keys sync.Map
+
+	mu      sync.Mutex
+	signers map[uint64]string   // result entry index -> builder key id
+	notices map[string][]Notice // builder key id -> notices
+}
+
+// enrolled is an enrolled, unrevoked key.
+type enrolled struct {
+	v    *attest.Verifier
+	role string
 }
 
 // Indexer is the log.Indexer of skyline entries: the deduplication key is
@@ -151,6 +169,9 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxParallel <= 0 {
+		cfg.MaxParallel = 4 * runtime.GOMAXPROCS(0)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -160,7 +181,7 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 		log:       cfg.Log,
 		coord:     New(cfg.Coord),
 		admin:     make(map[string]*attest.Verifier),
-		verifiers: make(map[string]*attest.Verifier),
+		cpu:       make(chan struct{}, cfg.MaxParallel),
 		signers:   make(map[uint64]string),
 		notices:   make(map[string][]Notice),
 	}
@@ -220,12 +241,23 @@ func (s *Service) apply(index uint64, e *attest.Entry) error {
 		s.mu.Unlock()
 	case *attest.Verdict:
 		s.noteVerdict(index, v)
+	case *attest.Enrolment:
+		s.noteKey(*v)
 	case *attest.Revocation:
-		s.mu.Lock()
-		delete(s.verifiers, v.KeyID)
-		s.mu.Unlock()
+		s.keys.Delete(v.KeyID)
 	}
 	return nil
+}
+
+// noteKey caches the verifier of an applied enrolment.
+func (s *Service) noteKey(en attest.Enrolment) {
+	v, err := attest.ParsePublicPEM([]byte(en.PublicKey))
+	if err != nil {
+		// attest.Parse checked it; the coordinator applied it.
+		s.cfg.Logger.Error("enrolled public key does not parse", "key", en.KeyID, "err", err)
+		return
+	}
+	s.keys.Store(en.KeyID, &enrolled{v: v, role: en.Role})
 }
 
 // noteVerdict turns a verdict into notices for the builders it names.
@@ -275,6 +307,14 @@ func (s *Service) verifier(keyID, role string) (*attest.Verifier, error) {
 			return v, nil
 		}
 	}
+	if k, ok := s.keys.Load(keyID); ok {
+		k := k.(*enrolled)
+		if k.role != role {
+			return nil, fmt.Errorf("coord: key %s has role %q, need %q: %w", keyID, k.role, role, ErrRole)
+		}
+		return k.v, nil
+	}
+	// Not cached: unknown or revoked; the coordinator says which.
 	st, err := s.coord.Key(keyID)
 	if err != nil {
 		return nil, err
@@ -282,20 +322,7 @@ func (s *Service) verifier(keyID, role string) (*attest.Verifier, error) {
 	if st.Revoked {
 		return nil, fmt.Errorf("coord: key %s: %w", keyID, ErrRevoked)
 	}
-	if st.Enrolment.Role != role {
-		return nil, fmt.Errorf("coord: key %s has role %q, need %q: %w", keyID, st.Enrolment.Role, role, ErrRole)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if v := s.verifiers[keyID]; v != nil {
-		return v, nil
-	}
-	v, err := attest.ParsePublicPEM([]byte(st.Enrolment.PublicKey))
-	if err != nil {
-		return nil, fmt.Errorf("coord: key %s: enrolled public key: %w", keyID, err)
-	}
-	s.verifiers[keyID] = v
-	return v, nil
+	return nil, fmt.Errorf("coord: key %s: enrolment being logged: %w", keyID, ErrUnknownKey)
 }
 
 // RequestVerifier returns the verifier of a key that may sign API requests
@@ -327,50 +354,13 @@ func (s *Service) existing(ctx context.Context, env []byte) (uint64, bool) {
 // unrevoked key with the role for it. An envelope already in the log gets
 // its existing index and changes nothing.
 func (s *Service) Submit(ctx context.Context, env []byte) (SubmitResult, error) {
-	e, err := attest.Parse(env, attest.ParseOptions{})
-	if err != nil {
+	if err := s.acquire(ctx); err != nil {
 		return SubmitResult{}, err
 	}
-	if idx, ok := s.existing(ctx, env); ok {
-		return SubmitResult{Index: idx, Duplicate: true}, nil
-	}
-	var role string
-	switch v := e.Value.(type) {
-	case *attest.Attestation:
-		role = attest.RoleBuilder
-		if v.Official {
-			role = attest.RoleImporter
-		}
-	case *attest.Verdict, *attest.Alarm:
-		role = attest.RoleWitness
-	case *attest.AlarmClear:
-		role = attest.RoleAdmin
-	default:
-		return SubmitResult{}, fmt.Errorf("coord: submit %s: %w", e.PayloadType, ErrNotSubmittable)
-	}
-	v, err := s.verifier(e.KeyID, role)
-	if err != nil {
-		return SubmitResult{}, fmt.Errorf("coord: submit %s: %w", e.PayloadType, err)
-	}
-	if err := e.Verify(v); err != nil {
-		return SubmitResult{}, fmt.Errorf("coord: submit %s: %w", e.PayloadType, err)
-	}
-	now := s.cfg.Now()
-	var hold *Reservation
-	switch p := e.Value.(type) {
-	case *attest.Attestation:
-		if !p.Official {
-			ev, _ := event(e)
-			// coordinator.md §Results: the key must hold a live lease for
-			// this build; the hold keeps it live while the entry is logged.
-			if hold, err = s.coord.HoldResult(e.KeyID, ev.Payload.(Result), now); err != nil {
-				return SubmitResult{}, err
-			}
-		}
-	case *attest.Alarm:
-		if hold, err = s.coord.HoldAlarm(ctx, e.KeyID, *p); err != nil {
-			return SubmitResult{}, err
-		}
+	e, hold, dup, err := s.check(ctx, env)
+	s.release()
+	if err != nil || dup != nil {
+		return *dupOrZero(dup), err
 	}
 	if hold != nil {
 		defer hold.Release()
@@ -385,10 +375,85 @@ func (s *Service) Submit(ctx context.Context, env []byte) (SubmitResult, error) 
 	if res.Duplicate {
 		return out, nil
 	}
+	s.cpu <- struct{}{}
+	defer s.release()
 	if err := s.apply(res.Index, e); err != nil {
 		s.cfg.Logger.Error("logged entry refused by the coordinator", "index", res.Index, "type", e.PayloadType, "err", err)
 	}
 	return out, nil
+}
+
+func dupOrZero(r *SubmitResult) *SubmitResult {
+	if r == nil {
+		return &SubmitResult{}
+	}
+	return r
+}
+
+func (s *Service) acquire(ctx context.Context) error {
+	select {
+	case s.cpu <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("coord: submit: %w", ctx.Err())
+	}
+}
+
+func (s *Service) release() { <-s.cpu }
+
+// check parses and checks a submitted entry. It returns the entry and, for
+// a builder's result or an alarm, the hold to release once the entry is
+// logged and applied; or the existing entry of a resubmitted envelope.
+func (s *Service) check(ctx context.Context, env []byte) (*attest.Entry, *Reservation, *SubmitResult, error) {
+	e, err := attest.Parse(env, attest.ParseOptions{})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if idx, ok := s.existing(ctx, env); ok {
+		return nil, nil, &SubmitResult{Index: idx, Duplicate: true}, nil
+	}
+	var role string
+	switch v := e.Value.(type) {
+	case *attest.Attestation:
+		role = attest.RoleBuilder
+		if v.Official {
+			role = attest.RoleImporter
+		}
+	case *attest.Verdict, *attest.Alarm:
+		role = attest.RoleWitness
+	case *attest.AlarmClear:
+		role = attest.RoleAdmin
+	default:
+		return nil, nil, nil, fmt.Errorf("coord: submit %s: %w", e.PayloadType, ErrNotSubmittable)
+	}
+	v, err := s.verifier(e.KeyID, role)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("coord: submit %s: %w", e.PayloadType, err)
+	}
+	if err := e.Verify(v); err != nil {
+		return nil, nil, nil, fmt.Errorf("coord: submit %s: %w", e.PayloadType, err)
+	}
+	switch p := e.Value.(type) {
+	case *attest.Attestation:
+		if p.Official {
+			return e, nil, nil, nil
+		}
+		ev, _ := event(e)
+		// coordinator.md §Results: the key must hold a live lease for this
+		// build; the hold keeps it live while the entry is logged.
+		hold, err := s.coord.HoldResult(e.KeyID, ev.Payload.(Result), s.cfg.Now())
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return e, hold, nil, nil
+	case *attest.Alarm:
+		hold, err := s.coord.HoldAlarm(ctx, e.KeyID, *p)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return e, hold, nil, nil
+	}
+	return e, nil, nil, nil
 }
 
 // commit signs a decision with the coordinator key, appends it and applies
@@ -416,10 +481,11 @@ func (s *Service) commit(r *Reservation) (uint64, error) {
 
 // afterCommit keeps the service's own views in step with a decision.
 func (s *Service) afterCommit(_ uint64, payload any) {
-	if rv, ok := payload.(attest.Revocation); ok {
-		s.mu.Lock()
-		delete(s.verifiers, rv.KeyID)
-		s.mu.Unlock()
+	switch p := payload.(type) {
+	case attest.Enrolment:
+		s.noteKey(p)
+	case attest.Revocation:
+		s.keys.Delete(p.KeyID)
 	}
 }
 
