@@ -177,13 +177,13 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 	}
 	cfg.Coord.Authority = cfg.Signer.KeyID()
 	s := &Service{
-		cfg:       cfg,
-		log:       cfg.Log,
-		coord:     New(cfg.Coord),
-		admin:     make(map[string]*attest.Verifier),
-		cpu:       make(chan struct{}, cfg.MaxParallel),
-		signers:   make(map[uint64]string),
-		notices:   make(map[string][]Notice),
+		cfg:     cfg,
+		log:     cfg.Log,
+		coord:   New(cfg.Coord),
+		admin:   make(map[string]*attest.Verifier),
+		cpu:     make(chan struct{}, cfg.MaxParallel),
+		signers: make(map[uint64]string),
+		notices: make(map[string][]Notice),
 	}
 	for _, v := range cfg.AdminKeys {
 		s.admin[v.KeyID()] = v
