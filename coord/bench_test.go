@@ -27,7 +27,8 @@ func benchQueue(b *testing.B, jobs, builders int) (*fixture, []string) {
 // operators. Choice is O(1) expected: a uniform pick from the arch pool,
 // rejected while the operator already holds the job; only when rejection
 // keeps failing (an operator on nearly every open job) does it list the
-// eligible jobs, O(jobs): the "saturated" case measures that.
+// eligible jobs, O(jobs): the "saturated" case measures that. Compare with
+// "yardstick-scan", one pass over the open jobs in the same run.
 func BenchmarkNextLease(b *testing.B) {
 	arches := []string{"x86_64", "noarch"}
 	b.Run("fresh", func(b *testing.B) {
@@ -57,6 +58,25 @@ func BenchmarkNextLease(b *testing.B) {
 			}
 			r.Release()
 			i++
+		}
+	})
+	b.Run("yardstick-scan", func(b *testing.B) {
+		// The yardstick: one pass over the 20,000 open jobs checking the
+		// operator, the least an O(jobs) choice would cost.
+		f, keys := benchQueue(b, 20000, 1000)
+		op := f.c.keys[keys[0]].enrol.Operator
+		n := 0
+		for b.Loop() {
+			f.c.mu.Lock()
+			for _, j := range f.c.pool["x86_64"].jobs {
+				if j.ops[op] == 0 {
+					n++
+				}
+			}
+			f.c.mu.Unlock()
+		}
+		if n == 0 {
+			b.Fatal("no eligible job seen")
 		}
 	})
 	b.Run("saturated", func(b *testing.B) {
