@@ -42,14 +42,14 @@ const (
 // WitnessConfig is one witness a log asks for cosignatures.
 type WitnessConfig struct {
 	// Name names the witness in logs. Default: the key name.
-	Name string
+	Name string `toml:"name"`
 	// URL is the witness's submission prefix: requests go to
 	// URL + "/add-checkpoint". Required.
-	URL string
+	URL string `toml:"url"`
 	// VerifierKey is the C2SP signed-note verifier key of the witness's
 	// cosignatures (an Ed25519 cosignature/v1 key, type 0x04, or a plain
 	// Ed25519 key, which is read as one). Required.
-	VerifierKey string
+	VerifierKey string `toml:"verifier_key"`
 }
 
 // GathererConfig configures a Gatherer.

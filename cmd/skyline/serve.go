@@ -95,6 +95,10 @@ type serveConfig struct {
 	AllowPlainHTTP bool `toml:"allow_plain_http"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `toml:"log_level"`
+	// Witnesses ([[witness]]: name, url, verifier_key) are asked to cosign
+	// every new checkpoint (C2SP tlog-witness); the checkpoint is served
+	// with their cosignatures. Default none.
+	Witnesses []log.WitnessConfig `toml:"witness"`
 }
 
 var errConfig = errors.New("bad serve configuration")
@@ -220,13 +224,17 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, ready chan<- 
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	gatherer, err := log.NewGatherer(lg, log.GathererConfig{Witnesses: cfg.Witnesses, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("serve: %w: %w", errConfig, err)
+	}
 	srv, err := api.NewServer(api.Config{
 		MaxSubmitBytes: cfg.MaxSubmitBytes, WaitTimeout: cfg.WaitTimeout, RequestWindow: cfg.RequestWindow,
 		KeyRate: cfg.KeyRate, KeyBurst: cfg.KeyBurst, SubmitRate: cfg.SubmitRate, SubmitBurst: cfg.SubmitBurst,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout,
 		TLSCertFile: cfg.TLSCert, TLSKeyFile: cfg.TLSKey, AllowPlainHTTP: cfg.AllowPlainHTTP,
 		Logger: logger, Registerer: reg, Gatherer: reg,
-	}, svc, lg)
+	}, svc, gatherer.Served())
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -242,6 +250,11 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, ready chan<- 
 	go func() {
 		defer wg.Done()
 		_ = svc.Run(runCtx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = gatherer.Run(runCtx)
 	}()
 	if ready != nil {
 		ready <- ln.Addr().String()
