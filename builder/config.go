@@ -122,8 +122,9 @@ type Config struct {
 	// Default true.
 	PauseOnBattery bool `toml:"pause_on_battery"`
 
-	// LogTail is how many bytes of a failed build's log are reported to the
-	// coordinator. Default 8192.
+	// LogTail is how many bytes from the end of a failed build's log are
+	// reported to the coordinator, line breaks shown as " | "; the whole
+	// report is cut to MaxLeaseDetail (1024) bytes. Default 768.
 	LogTail int `toml:"log_tail"`
 }
 
@@ -153,7 +154,7 @@ func DefaultConfig() Config {
 		DiskCheckInterval: 15 * time.Second,
 		MaxCPUBusy:        0.5,
 		PauseOnBattery:    true,
-		LogTail:           8192,
+		LogTail:           768,
 	}
 }
 
@@ -219,8 +220,8 @@ func (c Config) Validate() error {
 		return bad("max_srpm_size and max_build_disk must be positive, min_free_disk not negative")
 	case !(c.MaxCPUBusy > 0 && c.MaxCPUBusy <= 1):
 		return bad("max_cpu_busy %v is not in (0, 1]", c.MaxCPUBusy)
-	case c.LogTail < 0 || c.LogTail > 60000:
-		return bad("log_tail %d is not between 0 and 60000", c.LogTail)
+	case c.LogTail < 0 || c.LogTail > MaxLeaseDetail:
+		return bad("log_tail %d is not between 0 and %d", c.LogTail, MaxLeaseDetail)
 	}
 	return nil
 }

@@ -10,8 +10,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/attest/rpm"
@@ -577,9 +580,7 @@ func (d *Daemon) submit(ctx context.Context, rec *JobRecord, l *slog.Logger) {
 
 // endLease reports a lease handed back and closes the job's record.
 func (d *Daemon) endLease(ctx context.Context, rec *JobRecord, reason, detail string, finished time.Time) {
-	if len(detail) > d.cfg.LogTail+1024 {
-		detail = detail[len(detail)-d.cfg.LogTail-1024:]
-	}
+	detail = LeaseDetail(detail)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	if err := d.deps.Coordinator.EndLease(cctx, rec.Lease.LeaseID, reason, detail); err != nil {
@@ -590,7 +591,8 @@ func (d *Daemon) endLease(ctx context.Context, rec *JobRecord, reason, detail st
 	if reason == attest.LeaseFailed {
 		outcome = OutcomeFailed
 	}
-	done := Done{Outcome: outcome, Detail: firstLine(detail)}
+	summary, _, _ := strings.Cut(detail, " | ")
+	done := Done{Outcome: outcome, Detail: summary}
 	if !finished.IsZero() {
 		done.BuildSeconds = finished.Sub(rec.Started).Seconds()
 	}
@@ -625,13 +627,58 @@ func (d *Daemon) finish(rec *JobRecord, done Done) {
 	d.mu.Unlock()
 }
 
-func firstLine(s string) string {
-	for i := range len(s) {
-		if s[i] == '\n' {
-			return s[:i]
+// MaxLeaseDetail is the most a lease end's detail may hold: the
+// coordinator logs it in a LeaseEnd entry and refuses more than 1024 bytes
+// or any control character.
+const MaxLeaseDetail = 1024
+
+// LeaseDetail makes a lease end's detail from a message whose first line
+// says what happened and whose other lines are the end of a build log:
+// line breaks become " | ", other control characters spaces, and when it is
+// too long the first line is kept (up to 256 bytes) with as much of the end
+// of the log as fits.
+func LeaseDetail(msg string) string {
+	clean := func(s string) string {
+		s = strings.ToValidUTF8(s, "?")
+		var b strings.Builder
+		for _, r := range strings.TrimRight(s, "\n") {
+			switch {
+			case r == '\n':
+				b.WriteString(" | ")
+			case unicode.IsControl(r):
+				b.WriteByte(' ')
+			default:
+				b.WriteRune(r)
+			}
 		}
+		return b.String()
 	}
-	return s
+	head, tail, _ := strings.Cut(msg, "\n")
+	head = clean(head)
+	if len(head) > 256 {
+		head = truncUTF8(head, 256)
+	}
+	out := head
+	if tail = clean(tail); tail != "" {
+		out += " | " + tail
+	}
+	if len(out) <= MaxLeaseDetail {
+		return out
+	}
+	room := MaxLeaseDetail - len(head) - len(" | ...")
+	cut := len(tail) - room
+	for cut < len(tail) && !utf8.RuneStart(tail[cut]) {
+		cut++
+	}
+	return head + " | ..." + tail[cut:]
+}
+
+// truncUTF8 cuts s to at most n bytes at a rune boundary.
+func truncUTF8(s string, n int) string {
+	for n > 0 && n < len(s) && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // pollNotices fetches notices every NoticeInterval, records new ones and

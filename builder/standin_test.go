@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/attest/rpm"
@@ -146,6 +148,11 @@ func (s *standIn) serve(w http.ResponseWriter, r *http.Request) {
 		var req endReq
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		// The coordinator's rule for a lease end's detail.
+		if len(req.Detail) > 1024 || !utf8.ValidString(req.Detail) || strings.IndexFunc(req.Detail, unicode.IsControl) >= 0 {
+			http.Error(w, "bad detail", http.StatusBadRequest)
 			return
 		}
 		if _, ok := s.issued[req.LeaseID]; !ok {
