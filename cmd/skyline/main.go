@@ -38,6 +38,7 @@ var commands = map[string]command{
 	"digest":  {"print the skyline-rpm-v1 digest of RPM files", runDigest},
 	"attest":  {"sign or verify a build attestation (attest sign|verify)", runAttest},
 	"builder": {"the volunteer build daemon (builder run|status|enroll-request)", runBuilder},
+	"witness": {"the witness daemon: follow logs, refuse forks, cosign checkpoints, sign verdicts", runWitness},
 }
 
 func main() {
