@@ -211,6 +211,7 @@ func (m *Mock) Build(ctx context.Context, srpm, resultDir string) error {
 	err := m.Child.Run(ctx, filepath.Dir(resultDir), home, logPath, nil, argv...)
 	var be *BuildError
 	if errors.As(err, &be) {
+		be.Command = "mock -r " + m.Chroot + " --rebuild " + filepath.Base(srpm)
 		// mock's build.log has rpmbuild's output; its own stdout mostly
 		// says that the build failed.
 		if t := tailFile(filepath.Join(out, "build.log"), m.Child.LogTail); t != "" {
@@ -304,6 +305,10 @@ func (r *Rpmbuild) Build(ctx context.Context, srpm, resultDir string) error {
 	}
 	env := []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(epoch, 10)}
 	if err := r.Child.Run(ctx, filepath.Dir(resultDir), home, resultDir+".log", env, argv...); err != nil {
+		var be *BuildError
+		if errors.As(err, &be) {
+			be.Command = "rpmbuild --rebuild " + filepath.Base(srpm)
+		}
 		return err
 	}
 	n, err := collectRPMs(filepath.Join(top, "RPMS"), resultDir)

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,14 +92,47 @@ func TestRealStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(srpm) }))
+	// A package whose build fails with a long log full of control
+	// characters: its failure report must still be one the coordinator
+	// accepts.
+	spec := filepath.Join(t.TempDir(), "broken.spec")
+	if err := os.WriteFile(spec, []byte(strings.Join([]string{
+		"Name: broken", "Version: 1", "Release: 1", "Summary: s", "License: MIT",
+		"%description", "d", "%prep", "%build",
+		`for i in $(seq 300); do printf 'warning %d:\t\033[1mnoise\033[0m\n' $i; done; echo 'error: the compiler is broken' >&2; exit 1`,
+		"%install", "%files", "%changelog", "* Thu Jan 01 2026 t <t@example.org> - 1-1", "- x", "",
+	}, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broken, err := os.ReadFile(rpmtest.BuildSRPM(t, spec, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/broken") {
+			w.Write(broken)
+			return
+		}
+		w.Write(srpm)
+	}))
 	defer files.Close()
 	sum := sha256.Sum256(srpm)
+	brokenSum := sha256.Sum256(broken)
 	if _, err := client(admin).Enrol(ctx, api.EnrolBody{PublicKey: string(key.PublicPEM()), Role: attest.RoleBuilder, Operator: "alice", Contact: "alice@example.org"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := client(admin).Enqueue(ctx, api.EnqueueBody{NVR: "hello-1.0-1", Arch: "x86_64", SRPMURL: files.URL + "/hello-1.0-1.src.rpm", SRPMSHA256: hex.EncodeToString(sum[:]), Wanted: 1}); err != nil {
 		t.Fatal(err)
+	}
+
+	for _, j := range []api.EnqueueBody{
+		// The lease says one sha256, the server sends other bytes.
+		{NVR: "hello-1.0-2", Arch: "x86_64", SRPMURL: files.URL + "/hello-1.0-2.src.rpm", SRPMSHA256: strings.Repeat("ab", 32), Wanted: 1},
+		{NVR: "broken-1-1", Arch: "x86_64", SRPMURL: files.URL + "/broken-1-1.src.rpm", SRPMSHA256: hex.EncodeToString(brokenSum[:]), Wanted: 1},
+	} {
+		if _, err := client(admin).Enqueue(ctx, j); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	cfg := builder.DefaultConfig()
@@ -139,11 +173,53 @@ func TestRealStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Counters.Acknowledged != 1 || len(st.Recent) != 1 || len(st.Recent[0].Acks) != 1 {
-		t.Fatalf("status %+v; want one acknowledged result. log:\n%s", st, logs.String())
+	if st.Counters.Acknowledged != 1 || st.Counters.Failed != 2 || len(st.Recent) != 3 || len(st.Current) != 0 {
+		t.Fatalf("status %+v; want one acknowledged result and two failures. log:\n%s", st, logs.String())
+	}
+	if strings.Contains(logs.String(), "could not report the lease's end") {
+		t.Errorf("the coordinator refused a failure report; log:\n%s", logs.String())
+	}
+	// The coordinator logged both failures, with the build's last words.
+	jobs, err := client(admin).Jobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 3 {
+		t.Fatalf("%d jobs; want 3", len(jobs))
+	}
+	var ack *builder.Done
+	for i := range st.Recent {
+		if st.Recent[i].Outcome == builder.OutcomeAcknowledged {
+			ack = &st.Recent[i]
+		}
+	}
+	var failedEnds int
+	for i := uint64(0); ; i++ {
+		entry, err := lg.Entry(ctx, i)
+		if err != nil {
+			break
+		}
+		e, err := attest.Parse(entry, attest.ParseOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if le, ok := e.Value.(*attest.LeaseEnd); ok && le.Reason == attest.LeaseFailed {
+			failedEnds++
+			if strings.Contains(le.Detail, "build failed") &&
+				(!strings.HasPrefix(le.Detail, "builder: rpmbuild --rebuild job.src.rpm: exit status 1: build failed | ") ||
+					!strings.Contains(le.Detail, "error: the compiler is broken | + exit 1 | error: Bad exit status")) {
+				t.Errorf("logged failure detail %q lacks what happened or the end of the build log", le.Detail)
+			}
+		}
+	}
+	if failedEnds != 2 {
+		t.Errorf("%d failed lease ends in the log; want 2", failedEnds)
+	}
+	if ack == nil || len(ack.Acks) != 1 {
+		t.Fatalf("no acknowledged job in %+v", st.Recent)
 	}
 	// The entry the daemon proved is the attestation it signed.
-	entry, err := lg.Entry(ctx, st.Recent[0].Acks[0].Index)
+	entry, err := lg.Entry(ctx, ack.Acks[0].Index)
 	if err != nil {
 		t.Fatal(err)
 	}
