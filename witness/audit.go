@@ -1,0 +1,525 @@
+package witness
+
+// `skyline audit`: the full replay (ARCHITECTURE.md "The five roles": the
+// auditor trusts only the log key). Every entry from index 0 is read from
+// C2SP tlog-tiles entry bundles (each checked against the signed tree by
+// the follower), the RFC 6962 root is recomputed from the leaves and
+// compared with the checkpoint, every signature is verified, the fold is
+// rebuilt, every verdict and the circuit breaker are recomputed with the
+// one agreement engine, and every witness verdict is compared with the
+// recomputation. docs/audit.md is the specification.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"sync"
+
+	"github.com/fedora-skyline/skyline/attest"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// ErrRootMismatch: the root recomputed from every entry is not the
+// checkpoint's.
+var ErrRootMismatch = errors.New("recomputed root differs from the checkpoint")
+
+// Kinds of audit discrepancies (docs/audit.md "Discrepancies").
+const (
+	DiscBadEntry        = "bad-entry"            // does not parse
+	DiscBadSignature    = "bad-signature"        // signature does not verify
+	DiscUnauthorized    = "unauthorized"         // signer may not make this entry (unenrolled, wrong role, not the coordinator)
+	DiscContradicts     = "contradicts-log"      // refused by the fold (second enrolment, lease of unknown job, ...)
+	DiscNotCounted      = "result-not-counted"   // a logged result that may not vote (no lease, unenrolled, revoked, late, ...)
+	DiscVerdictDiffers  = "verdict-differs"      // a witness verdict differs from the recomputation
+	DiscVerdictEarly    = "verdict-before-close" // a final verdict computed before the job closed
+	DiscVerdictFuture   = "verdict-future-size"  // a verdict claims a tree size beyond its own index
+	DiscVerdictNoBuild  = "verdict-unknown-build"
+	DiscAlarmUnderived  = "alarm-not-rederived" // an alarm logged while the recomputed breaker is not tripped
+	DiscTripUnlogged    = "trip-not-logged"     // the recomputed breaker tripped and no alarm followed
+	DiscIncompleteParts = "incomplete-result"   // parts of a result set never completed
+)
+
+// Discrepancy is one thing the log says that the replay does not confirm.
+type Discrepancy struct {
+	Index  uint64          `json:"index"`
+	Kind   string          `json:"kind"`
+	Build  *attest.BuildID `json:"build,omitempty"`
+	KeyID  string          `json:"key_id,omitempty"`
+	Detail string          `json:"detail"`
+}
+
+// AuditConfig configures Audit.
+type AuditConfig struct {
+	// URL is the log's base URL. Required.
+	URL string
+	// Origin is the checkpoint origin. Default: the name of LogKey.
+	Origin string
+	// LogKey is the log's C2SP signed-note verifier key. Required.
+	LogKey string
+	// Coordinator signs enrolments, leases and closes. Default: the log
+	// key's Ed25519 key (skyline serve signs both with one key).
+	Coordinator *attest.Verifier
+	// Policy is the agreement policy the witnesses apply. Default
+	// DefaultPolicy().
+	Policy *Policy
+	// Breaker configures the recomputed circuit breaker. Default
+	// DefaultBreakerConfig().
+	Breaker *BreakerConfig
+	// Client makes the HTTP requests. Default: 30 s timeout.
+	Client *http.Client
+	// Workers parse and verify entries in parallel. Default GOMAXPROCS.
+	Workers int
+	// Progress, when set, is called after every batch with the entries
+	// replayed and the checkpoint's size.
+	Progress func(done, total uint64)
+	// Logger receives events. Default: discard.
+	Logger *slog.Logger
+}
+
+// AuditState is what a later Audit resumes from: the last verified
+// checkpoint, the position, the recomputed tree's compact range, the fold
+// and the breaker. It is JSON.
+type AuditState struct {
+	Checkpoint string          `json:"checkpoint"` // signed note
+	Next       uint64          `json:"next"`
+	Range      [][]byte        `json:"range"` // compact range [0, Next)
+	Fold       json.RawMessage `json:"fold"`
+	Breaker    json.RawMessage `json:"breaker"`
+	// TripAt is the index of the outcome that tripped the recomputed
+	// breaker and no alarm has been logged since; 0 when none.
+	TripAt        uint64         `json:"trip_at,omitempty"`
+	Tripped       bool           `json:"tripped,omitempty"`
+	Discrepancies int            `json:"discrepancies"`
+	Verdicts      int            `json:"verdicts"`
+	Counts        map[string]int `json:"counts"`
+}
+
+// AuditReport is what one Audit run found.
+type AuditReport struct {
+	Checkpoint CheckpointRef `json:"checkpoint"`
+	From       uint64        `json:"from"`
+	To         uint64        `json:"to"`
+	// Entries replayed in this run, verdicts compared, builds known.
+	Entries  uint64 `json:"entries"`
+	Verdicts int    `json:"verdicts_checked"`
+	Builds   int    `json:"builds"`
+	// Discrepancies found in this run; Total over every run of the state.
+	Discrepancies []Discrepancy  `json:"discrepancies"`
+	Total         int            `json:"total_discrepancies"`
+	Counts        map[string]int `json:"counts"` // by kind, over every run
+	// Breaker is the recomputed breaker's state at the end.
+	BreakerTripped bool    `json:"breaker_tripped"`
+	OutlierRate    float64 `json:"outlier_rate"`
+	RootMatches    bool    `json:"root_matches"`
+}
+
+// auditor is one Audit run.
+type auditor struct {
+	cfg     AuditConfig
+	pol     Policy
+	f       *Follower
+	fold    *Fold
+	br      *Breaker
+	rng     *compact.Range
+	rep     *AuditReport
+	st      *AuditState
+	reports map[uint64]bool // results already reported as not counted
+}
+
+var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+
+// Audit replays the log from prev (nil: from index 0) to its latest
+// checkpoint. It returns the report and the state to resume from. A
+// verification failure (the checkpoint, consistency with prev, a tile or
+// bundle, the recomputed root) is an error wrapping the follower's
+// sentinels or ErrRootMismatch; the report and state then cover the
+// entries replayed before it. Discrepancies are not errors: they are in
+// the report.
+func Audit(ctx context.Context, cfg AuditConfig, prev *AuditState) (*AuditReport, *AuditState, error) {
+	if cfg.LogKey == "" || cfg.URL == "" {
+		return nil, nil, fmt.Errorf("witness: audit needs a log URL and key: %w", ErrConfig)
+	}
+	lv, err := note.NewVerifier(cfg.LogKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("witness: audit: log key: %w: %v", ErrConfig, err)
+	}
+	if cfg.Origin == "" {
+		cfg.Origin = lv.Name()
+	}
+	if cfg.Coordinator == nil {
+		pub, err := NoteKeyPublic(cfg.LogKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("witness: audit: coordinator key: %w: %v", ErrConfig, err)
+		}
+		if cfg.Coordinator, err = attest.NewVerifier(pub); err != nil {
+			return nil, nil, fmt.Errorf("witness: audit: coordinator key: %w: %v", ErrConfig, err)
+		}
+	}
+	pol := DefaultPolicy()
+	if cfg.Policy != nil {
+		pol = *cfg.Policy
+	}
+	if err := pol.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("witness: audit: %w: %w", ErrConfig, err)
+	}
+	bcfg := DefaultBreakerConfig()
+	if cfg.Breaker != nil {
+		bcfg = *cfg.Breaker
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: defaultTimeout}
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &auditor{cfg: cfg, pol: pol, fold: NewFold(cfg.Coordinator), rng: rangeFactory.NewEmptyRange(0), reports: map[uint64]bool{},
+		st: &AuditState{Counts: map[string]int{}}}
+	trusted := EmptyTree(cfg.Origin)
+	if prev != nil {
+		if err := a.restore(prev, lv, &trusted); err != nil {
+			return nil, nil, err
+		}
+	} else if a.br, err = NewBreaker(bcfg); err != nil {
+		return nil, nil, fmt.Errorf("witness: audit: %w", err)
+	}
+	if a.f, err = NewFollower(FollowerConfig{URL: cfg.URL, Origin: cfg.Origin, Verifier: lv, Client: cfg.Client}, trusted); err != nil {
+		return nil, nil, err
+	}
+	cp, err := a.f.Update(ctx)
+	if err != nil {
+		return nil, a.st, fmt.Errorf("witness: audit: %w", err)
+	}
+	a.st.Checkpoint = string(cp.Note)
+	from := a.fold.Next()
+	a.rep = &AuditReport{Checkpoint: CheckpointRef{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash.String()}, From: from, To: from, Discrepancies: []Discrepancy{}}
+	err = a.replay(ctx, cp)
+	a.rep.To = a.fold.Next()
+	a.rep.Entries = a.rep.To - from
+	a.rep.Builds = a.fold.Builds()
+	a.rep.BreakerTripped = a.st.Tripped
+	a.rep.OutlierRate, _ = a.br.Rate()
+	if serr := a.save(); serr != nil && err == nil {
+		err = serr
+	}
+	a.rep.Total = a.st.Discrepancies
+	a.rep.Counts = a.st.Counts
+	if err != nil {
+		return a.rep, a.st, err
+	}
+	// The root recomputed from every leaf must be the signed one
+	// (RFC 6962 section 2.1).
+	root, rerr := a.rng.GetRootHash(nil)
+	if rerr != nil || !bytes.Equal(root, cp.Hash[:]) {
+		return a.rep, a.st, fmt.Errorf("witness: audit: root of %d entries %x, checkpoint %s: %w", a.rng.End(), root, cp.Hash, ErrRootMismatch)
+	}
+	a.rep.RootMatches = true
+	if a.st.Tripped && a.st.TripAt > 0 {
+		a.disc(Discrepancy{Index: a.st.TripAt, Kind: DiscTripUnlogged, Detail: "the recomputed circuit breaker tripped here and no alarm is logged since (the witnesses' breaker configuration may differ)"})
+		a.rep.Total = a.st.Discrepancies
+	}
+	return a.rep, a.st, nil
+}
+
+// restore loads prev, checking its checkpoint with the log key.
+func (a *auditor) restore(prev *AuditState, lv note.Verifier, trusted *Checkpoint) error {
+	bad := func(what string, err error) error {
+		return fmt.Errorf("witness: audit state: %s: %w: %v", what, ErrState, err)
+	}
+	cp, err := ParseCheckpoint([]byte(prev.Checkpoint), a.cfg.Origin, lv)
+	if err != nil {
+		return bad("checkpoint", err)
+	}
+	if prev.Next > cp.Size {
+		return bad("position", fmt.Errorf("next %d beyond checkpoint %d", prev.Next, cp.Size))
+	}
+	if err := a.fold.UnmarshalJSON(prev.Fold); err != nil {
+		return bad("fold", err)
+	}
+	if a.fold.Next() != prev.Next {
+		return bad("fold", fmt.Errorf("fold at %d, state at %d", a.fold.Next(), prev.Next))
+	}
+	a.br = &Breaker{}
+	if err := a.br.UnmarshalJSON(prev.Breaker); err != nil {
+		return bad("breaker", err)
+	}
+	if a.rng, err = rangeFactory.NewRange(0, prev.Next, prev.Range); err != nil {
+		return bad("range", err)
+	}
+	*trusted = cp
+	st := *prev
+	if st.Counts == nil {
+		st.Counts = map[string]int{}
+	}
+	a.st = &st
+	return nil
+}
+
+func (a *auditor) save() error {
+	fj, err := a.fold.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("witness: audit: save fold: %w", err)
+	}
+	bj, err := a.br.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("witness: audit: save breaker: %w", err)
+	}
+	a.st.Next = a.fold.Next()
+	a.st.Range = a.rng.Hashes()
+	a.st.Fold, a.st.Breaker = fj, bj
+	return nil
+}
+
+func (a *auditor) disc(d Discrepancy) {
+	a.rep.Discrepancies = append(a.rep.Discrepancies, d)
+	a.st.Discrepancies++
+	a.st.Counts[d.Kind]++
+	a.cfg.Logger.Warn("audit: discrepancy", "index", d.Index, "kind", d.Kind, "detail", d.Detail)
+}
+
+// auditBatch is how many entries are parsed and verified together.
+const auditBatch = 1024
+
+// pending is one entry of a batch.
+type pending struct {
+	index uint64
+	data  []byte
+	e     *attest.Entry
+	err   error // parse error
+	v     *attest.Verifier
+	verr  error // signer error
+	serr  error // signature error
+}
+
+// replay reads the entries after the fold's position in batches: parse in
+// parallel, find each signer in log order (enrolments earlier in the batch
+// count, Fold.Signer's tentative view), verify in parallel, then fold in
+// log order.
+func (a *auditor) replay(ctx context.Context, cp Checkpoint) error {
+	batch := make([]pending, 0, auditBatch)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		a.process(batch)
+		batch = batch[:0]
+		if a.cfg.Progress != nil {
+			a.cfg.Progress(a.fold.Next(), cp.Size)
+		}
+		return ctx.Err()
+	}
+	err := a.f.EntriesAt(ctx, cp, a.fold.Next(), cp.Size, func(i uint64, data []byte) error {
+		batch = append(batch, pending{index: i, data: bytes.Clone(data)})
+		if len(batch) == auditBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return fmt.Errorf("witness: audit: %w", err)
+	}
+	return nil
+}
+
+// work runs fn over the batch on the configured workers.
+func (a *auditor) work(batch []pending, fn func(p *pending)) {
+	var wg sync.WaitGroup
+	n := min(a.cfg.Workers, len(batch))
+	per := (len(batch) + n - 1) / n
+	for w := 0; w < n; w++ {
+		lo, hi := w*per, min((w+1)*per, len(batch))
+		if lo >= hi {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				fn(&batch[i])
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (a *auditor) process(batch []pending) {
+	a.work(batch, func(p *pending) {
+		p.e, p.err = attest.Parse(p.data, attest.ParseOptions{})
+	})
+	// Signers in log order: an enrolment earlier in the batch enrols its
+	// key for the entries after it (Fold.Signer's tentative view).
+	tentative := map[string]*foldKey{}
+	view := func(id string) (*foldKey, bool) { k, ok := tentative[id]; return k, ok }
+	for i := range batch {
+		p := &batch[i]
+		if p.err != nil {
+			continue
+		}
+		p.v, _, p.verr = a.fold.Signer(p.e, view)
+		if en, ok := p.e.Value.(*attest.Enrolment); ok && p.verr == nil {
+			if _, known := tentative[en.KeyID]; !known {
+				tentative[en.KeyID] = &foldKey{Enrolment: *en, Index: p.index}
+			}
+		}
+	}
+	a.work(batch, func(p *pending) {
+		if p.err == nil && p.verr == nil {
+			p.serr = p.e.Verify(p.v)
+		}
+	})
+	for i := range batch {
+		a.apply(&batch[i])
+	}
+}
+
+// apply folds one verified entry and checks what it claims.
+func (a *auditor) apply(p *pending) {
+	// RFC 6962 section 2.1: the leaf hash of the entry.
+	leaf := tlog.RecordHash(p.data)
+	if err := a.rng.Append(leaf[:], nil); err != nil {
+		a.cfg.Logger.Error("audit: append leaf", "index", p.index, "err", err)
+	}
+	i := p.index
+	skip := func(kind, key, detail string) {
+		a.disc(Discrepancy{Index: i, Kind: kind, KeyID: key, Detail: detail})
+		if err := a.fold.Skip(i); err != nil {
+			a.cfg.Logger.Error("audit: skip", "index", i, "err", err)
+		}
+	}
+	switch {
+	case p.err != nil:
+		skip(DiscBadEntry, "", p.err.Error())
+		return
+	case p.serr != nil:
+		skip(DiscBadSignature, p.e.KeyID, p.serr.Error())
+		return
+	case p.verr != nil:
+		skip(DiscUnauthorized, p.e.KeyID, p.verr.Error())
+		return
+	}
+	e := p.e
+	if al, ok := e.Value.(*attest.Alarm); ok {
+		// The fold refuses alarms of keys that are not witnesses; the
+		// breaker's state decides whether the replay re-derives it.
+		if !a.st.Tripped {
+			a.disc(Discrepancy{Index: i, Kind: DiscAlarmUnderived, KeyID: e.KeyID, Detail: fmt.Sprintf("alarm %q logged while the recomputed breaker is not tripped (the witness's breaker configuration may differ)", al.Reason)})
+		}
+		a.st.TripAt = 0
+	}
+	ch, err := a.fold.Apply(i, e)
+	if err != nil {
+		a.disc(Discrepancy{Index: i, Kind: DiscContradicts, KeyID: e.KeyID, Detail: err.Error()})
+		return
+	}
+	if ch.Build != nil {
+		a.final(i, *ch.Build)
+	}
+	if ch.Clear != nil && a.st.Tripped {
+		if err := a.br.Clear(*ch.Clear, i); err == nil {
+			a.st.Tripped, a.st.TripAt = false, 0
+		}
+	}
+	if ch.Verdict != nil {
+		a.verdict(i, e.KeyID, ch.Verdict)
+	}
+}
+
+// final recomputes the final outcome of a build whose record changed at
+// index, feeds it to the breaker and reports the results that may not
+// vote.
+func (a *auditor) final(index uint64, b attest.BuildID) {
+	rec, ok := a.fold.Record(b)
+	if !ok {
+		return
+	}
+	o, err := Agree(rec, a.pol)
+	if err != nil {
+		a.disc(Discrepancy{Index: index, Kind: DiscContradicts, Build: &b, Detail: err.Error()})
+		return
+	}
+	for _, ig := range o.Ignored {
+		if a.reports[ig.Index] {
+			continue
+		}
+		a.reports[ig.Index] = true
+		a.disc(Discrepancy{Index: ig.Index, Kind: DiscNotCounted, Build: &b, KeyID: ig.KeyID, Detail: ig.Err.Error()})
+	}
+	alarm, err := a.br.Observe(o)
+	if err != nil {
+		a.cfg.Logger.Error("audit: breaker", "index", index, "err", err)
+		return
+	}
+	if alarm != nil {
+		a.st.Tripped, a.st.TripAt = true, index
+	}
+}
+
+// verdict compares a witness's verdict, logged at index, with the
+// agreement recomputed on the log as it stood at the verdict's tree size.
+func (a *auditor) verdict(index uint64, keyID string, v *attest.Verdict) {
+	a.rep.Verdicts++
+	a.st.Verdicts++
+	b := v.Build
+	d := Discrepancy{Index: index, Build: &b, KeyID: keyID}
+	if v.TreeSize > index {
+		d.Kind, d.Detail = DiscVerdictFuture, fmt.Sprintf("verdict at index %d claims tree size %d", index, v.TreeSize)
+		a.disc(d)
+		return
+	}
+	rec, ok := a.fold.Record(b)
+	if !ok {
+		d.Kind, d.Detail = DiscVerdictNoBuild, "no job or result of this build is logged"
+		a.disc(d)
+		return
+	}
+	at := recordAt(rec, v.TreeSize)
+	o, err := Agree(at, a.pol)
+	if err != nil {
+		d.Kind, d.Detail = DiscContradicts, err.Error()
+		a.disc(d)
+		return
+	}
+	if !at.Closed && v.Verdict != VerdictInsufficient {
+		d.Kind, d.Detail = DiscVerdictEarly, fmt.Sprintf("verdict %q at tree size %d, the job closed at %s", v.Verdict, v.TreeSize, closedAt(rec))
+		a.disc(d)
+		return
+	}
+	if diffs := compareVerdict(v, o); len(diffs) > 0 {
+		d.Kind, d.Detail = DiscVerdictDiffers, fmt.Sprintf("verdict at tree size %d: %v", v.TreeSize, diffs)
+		a.disc(d)
+	}
+}
+
+func closedAt(rec BuildRecord) string {
+	if !rec.Closed {
+		return "no index yet"
+	}
+	return fmt.Sprintf("index %d", rec.ClosedAt)
+}
+
+// AuditExit maps Audit's result to the exit code of `skyline audit`: 0
+// clean, 1 discrepancies, 3 verification failure, 4 usage.
+func AuditExit(rep *AuditReport, err error) int {
+	switch {
+	case errors.Is(err, ErrConfig), errors.Is(err, ErrState):
+		return ExitUsage
+	case err != nil:
+		return ExitVerification
+	case rep.Total > 0:
+		return ExitRejected
+	}
+	return ExitReproduced
+}
