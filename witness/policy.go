@@ -191,6 +191,12 @@ func (p *VerifyPolicy) fill(dir string) error {
 	return nil
 }
 
+// ParseLogCheckpoint parses a checkpoint note of the policy's log, signed
+// by the log's key (a verify state file).
+func (p *VerifyPolicy) ParseLogCheckpoint(data []byte) (Checkpoint, error) {
+	return ParseCheckpoint(data, p.Log.Origin, p.logVerifier)
+}
+
 // verdictVerifier returns the verifier of a policy witness's verdict key.
 func (p *VerifyPolicy) verdictVerifier(keyID string) (*attest.Verifier, string, bool) {
 	i, ok := p.verdictKeys[keyID]

@@ -89,6 +89,9 @@ type VerifyReport struct {
 	Arch       string         `json:"arch,omitempty"`
 	Status     string         `json:"status"`
 	Checkpoint *CheckpointRef `json:"checkpoint,omitempty"`
+	// CheckpointNote is the verified checkpoint note, to be kept as the
+	// Previous of a later run.
+	CheckpointNote []byte `json:"-"`
 	// Cosigners are the policy witnesses whose cosignature verified.
 	Cosigners []string      `json:"cosigners"`
 	Builds    []BuildReport `json:"builds"`
@@ -290,6 +293,7 @@ func (v *verifier) checkpoint(ctx context.Context) error {
 		return fmt.Errorf("witness: verify: %w", err)
 	}
 	v.cp = cp
+	v.rep.CheckpointNote = cp.Note
 	v.rep.Checkpoint = &CheckpointRef{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash.String()}
 	names, err := Cosigners(cp, v.pol)
 	if err != nil {

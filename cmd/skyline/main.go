@@ -38,6 +38,8 @@ var commands = map[string]command{
 	"digest":  {"print the skyline-rpm-v1 digest of RPM files", runDigest},
 	"attest":  {"sign or verify a build attestation (attest sign|verify)", runAttest},
 	"builder": {"the volunteer build daemon (builder run|status|enroll-request)", runBuilder},
+	"verify":  {"the release gate: is an NVR reproduced? (exit 0 yes, 1 no, 2 undecided, 3 verification failure)", runVerify},
+	"audit":   {"replay a whole log: root, signatures, verdicts and breaker re-derived", runAudit},
 	"witness": {"the witness daemon: follow logs, refuse forks, cosign checkpoints, sign verdicts", runWitness},
 }
 
