@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -122,6 +123,10 @@ type Config struct {
 	// Default true.
 	PauseOnBattery bool `toml:"pause_on_battery"`
 
+	// MetricsListen, when set, is the address (e.g. "127.0.0.1:9464") where
+	// the daemon serves Prometheus metrics at /metrics. Default "": off.
+	MetricsListen string `toml:"metrics_listen"`
+
 	// LogTail is how many bytes from the end of a failed build's log are
 	// reported to the coordinator, line breaks shown as " | "; the whole
 	// report is cut to MaxLeaseDetail (1024) bytes. Default 768.
@@ -220,6 +225,8 @@ func (c Config) Validate() error {
 		return bad("max_srpm_size and max_build_disk must be positive, min_free_disk not negative")
 	case !(c.MaxCPUBusy > 0 && c.MaxCPUBusy <= 1):
 		return bad("max_cpu_busy %v is not in (0, 1]", c.MaxCPUBusy)
+	case c.MetricsListen != "" && !validHostPort(c.MetricsListen):
+		return bad("metrics_listen %q is not host:port", c.MetricsListen)
 	case c.LogTail < 0 || c.LogTail > MaxLeaseDetail:
 		return bad("log_tail %d is not between 0 and %d", c.LogTail, MaxLeaseDetail)
 	}
@@ -251,4 +258,9 @@ func HostArch() string {
 		return "i686"
 	}
 	return runtime.GOARCH // ppc64le, s390x, riscv64 are spelled alike
+}
+
+func validHostPort(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	return err == nil && port != ""
 }

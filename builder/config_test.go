@@ -53,6 +53,7 @@ func TestParseConfigRejects(t *testing.T) {
 		{minimalTOML + `backend = "docker"`, "backend"},
 		{minimalTOML + "jobs = 0", "jobs"},
 		{minimalTOML + "arches = []", "arches"},
+		{minimalTOML + `metrics_listen = "9464"`, "metrics_listen"},
 		{minimalTOML + `arches = ["x86 64"]`, "arches"},
 		{minimalTOML + `build_timeout = "soon"`, "soon"},
 		{minimalTOML + "max_cpu_busy = 1.5", "max_cpu_busy"},

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/attest/rpm"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -62,6 +63,8 @@ type Deps struct {
 	Now    func() time.Time
 	Sleep  Sleeper
 	Logger *slog.Logger
+	// Registerer, when set, receives the daemon's Prometheus metrics.
+	Registerer prometheus.Registerer
 }
 
 // NewBackend returns the backend cfg names.
@@ -80,6 +83,7 @@ type Daemon struct {
 	state *State
 	fetch *Fetcher
 	log   *slog.Logger
+	m     *metrics
 
 	mu      sync.Mutex
 	busy    map[string]bool // lease ids a worker is handling
@@ -129,6 +133,10 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("builder: metrics: %w", err)
+	}
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("builder: work dir: %w", err)
 	}
@@ -144,6 +152,7 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 			Sleep:    deps.Sleep,
 		},
 		log:     deps.Logger.With("component", "builder"),
+		m:       m,
 		busy:    map[string]bool{},
 		retryAt: map[string]time.Time{},
 	}, nil
@@ -270,6 +279,11 @@ func (d *Daemon) setPaused(why string) {
 	prev := d.paused
 	d.paused = why
 	d.mu.Unlock()
+	if why != "" {
+		d.m.paused.Set(1)
+	} else {
+		d.m.paused.Set(0)
+	}
 	switch {
 	case why != "" && prev == "":
 		d.log.Info("pausing: the machine is in use", "why", why)
@@ -546,6 +560,7 @@ func (d *Daemon) submit(ctx context.Context, rec *JobRecord, l *slog.Logger) {
 				// Loud: the log answered but its answer does not prove
 				// inclusion. Either it is broken or it is lying.
 				l.Error("LOG RECEIPT DOES NOT VERIFY: submission not acknowledged, will resubmit", "err", err)
+				d.m.badProofs.Inc()
 			}
 		} else if errors.Is(err, ErrRejected) {
 			l.Error("the log rejected the result for good", "err", err)
@@ -556,6 +571,8 @@ func (d *Daemon) submit(ctx context.Context, rec *JobRecord, l *slog.Logger) {
 		}
 		if err == nil {
 			now := d.deps.Now()
+			d.m.build.Observe(rec.Built.Sub(rec.Started).Seconds())
+			d.m.ack.Observe(now.Sub(rec.Built).Seconds())
 			d.finish(rec, Done{
 				Outcome:      OutcomeAcknowledged,
 				Acks:         acks,
@@ -601,6 +618,7 @@ func (d *Daemon) endLease(ctx context.Context, rec *JobRecord, reason, detail st
 
 // finish moves a job from the jobs directory to the history.
 func (d *Daemon) finish(rec *JobRecord, done Done) {
+	d.m.jobs.WithLabelValues(done.Outcome).Inc()
 	done.LeaseID = rec.Lease.LeaseID
 	done.Build = rec.Lease.Build
 	done.Started = rec.Started
@@ -733,6 +751,7 @@ func (d *Daemon) CheckNotices(ctx context.Context) error {
 	}
 	for _, n := range fresh {
 		if n.Kind == NoticeOutlier {
+			d.m.outliers.Inc()
 			d.log.Warn("a result of this builder was an outlier", "nvr", n.Build.NVR, "arch", n.Build.Arch,
 				"ours", n.ResultSet, "agreed", n.Expected, "verdict_index", n.Index, "outliers_total", outliers)
 			if outliers > 1 {

@@ -231,6 +231,13 @@ func TestDaemonFaults(t *testing.T) {
 				t.Errorf("EndLease(%q, %q); want reason %q with %q", end.Reason, end.Detail, tc.reason, tc.detail)
 			}
 			f.assertLog("level=", tc.logged, "lease=lease-1")
+			outcome := OutcomeAbandoned
+			if tc.reason == attest.LeaseFailed {
+				outcome = OutcomeFailed
+			}
+			if got := f.metric("skyline_builder_jobs_total", "outcome", outcome); got != 1 {
+				t.Errorf("skyline_builder_jobs_total{outcome=%s} = %v; want 1", outcome, got)
+			}
 			st := f.status()
 			if len(st.Current) != 0 || tc.counter(st.Counters) != 1 || st.Counters.Built != 0 {
 				t.Errorf("status %+v", st)
@@ -308,6 +315,9 @@ func TestUnacknowledgedResultResubmittedAfterRestart(t *testing.T) {
 	f.assertLog("level=WARN", "submission failed, will retry")
 	f.assertLog("level=ERROR", "LOG RECEIPT DOES NOT VERIFY")
 	f.assertLog("kept for resubmission")
+	if got := f.metric("skyline_builder_bad_receipts_total"); got != 2 {
+		t.Errorf("skyline_builder_bad_receipts_total = %v; want 2", got)
+	}
 	st := f.status()
 	if len(st.Current) != 1 || st.Current[0].Phase != PhaseSigned || st.Counters.Acknowledged != 0 || st.Counters.Built != 1 {
 		t.Fatalf("status %+v; want one signed, unacknowledged job", st)
@@ -334,6 +344,12 @@ func TestUnacknowledgedResultResubmittedAfterRestart(t *testing.T) {
 	st = f.status()
 	if len(st.Current) != 0 || st.Counters.Acknowledged != 1 || st.Counters.Built != 1 {
 		t.Errorf("status after restart %+v; want acknowledged once, built once", st)
+	}
+	if got := f.metric("skyline_builder_jobs_total", "outcome", OutcomeAcknowledged); got != 1 {
+		t.Errorf("skyline_builder_jobs_total{outcome=acknowledged} = %v; want 1", got)
+	}
+	if got := f.metric("skyline_builder_ack_seconds"); got != 1 {
+		t.Errorf("skyline_builder_ack_seconds has %v samples; want 1", got)
 	}
 }
 
@@ -434,6 +450,7 @@ func TestPausesWhileMachineIsInUse(t *testing.T) {
 				tc.setup(f)
 			}
 			var leasesWhileBusy int
+			var pausedGauge float64
 			f.machine.onCall = func(m *fakeMachine, method string, n int) {
 				if method != tc.method {
 					return
@@ -442,6 +459,9 @@ func TestPausesWhileMachineIsInUse(t *testing.T) {
 					tc.busy(m)
 					_, _, leases, _ := f.si.snapshot()
 					leasesWhileBusy += leases
+					if n == 3 {
+						pausedGauge = f.metric("skyline_builder_paused")
+					}
 				} else {
 					tc.idle(m)
 				}
@@ -453,6 +473,9 @@ func TestPausesWhileMachineIsInUse(t *testing.T) {
 			}
 			f.assertLog("pausing: the machine is in use", tc.why)
 			f.assertLog("resuming: the machine is idle")
+			if got := f.metric("skyline_builder_paused"); got != 0 || pausedGauge != 1 {
+				t.Errorf("skyline_builder_paused = %v while paused, %v after; want 1 and 0", pausedGauge, got)
+			}
 			// The pause polls at poll_interval, not faster.
 			for _, w := range f.sleeper.Waits() {
 				if w != f.cfg.PollInterval && w != time.Second {

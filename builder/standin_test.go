@@ -23,6 +23,7 @@ import (
 
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/attest/rpm"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // standIn is the coordinator and log, in process, over real HTTP. It
@@ -364,6 +365,7 @@ type fixture struct {
 	srpmSrv *httptest.Server
 	srpm    []byte
 	machine *fakeMachine
+	reg     *prometheus.Registry // of the last daemon made
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -435,7 +437,9 @@ func (f *fixture) daemon(backend Backend, digest func(string) ([]rpm.Digest, err
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	f.reg = prometheus.NewRegistry()
 	d, err := New(f.cfg, Deps{
+		Registerer:  f.reg,
 		Coordinator: &httpCoordinator{base: f.si.srv.URL, c: f.si.srv.Client()},
 		Attest:      SignerAttester(f.signer),
 		KeyID:       f.signer.KeyID(),
@@ -512,4 +516,40 @@ func (m *fakeMachine) FreeDisk(string) (int64, error) {
 	defer m.mu.Unlock()
 	m.called("FreeDisk")
 	return m.free, nil
+}
+
+// metric returns the value of a counter or gauge of the last daemon, 0 when
+// it has no sample (labels: name=value pairs that must match).
+func (f *fixture) metric(name string, labels ...string) float64 {
+	f.t.Helper()
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
+				}
+				if !found {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return 0
 }

@@ -8,13 +8,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/builder"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // newBuilderCoordinator makes the api client the daemon talks to the
@@ -128,6 +134,8 @@ Flags:
 		fmt.Fprintf(stderr, "skyline builder: %v\n", err)
 		return exitUsage
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d, err := builder.New(cfg, builder.Deps{
 		Coordinator: coord,
 		Attest:      builder.SignerAttester(signer),
@@ -135,6 +143,7 @@ Flags:
 		LogKey:      logKey,
 		LogOrigin:   origin,
 		Logger:      logger,
+		Registerer:  reg,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "skyline builder: %v\n", err)
@@ -145,6 +154,18 @@ Flags:
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if cfg.MetricsListen != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			fmt.Fprintf(stderr, "skyline builder: metrics_listen: %v\n", err)
+			return exitFail
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go ms.Serve(ln)
+		defer ms.Close()
+	}
 	logger.Info("builder starting", "key_id", signer.KeyID(), "coordinator", cfg.Coordinator, "backend", cfg.Backend, "jobs", cfg.Jobs)
 	if err := d.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "skyline builder: %v\n", err)
