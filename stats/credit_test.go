@@ -241,6 +241,13 @@ func TestRACHalfLife(t *testing.T) {
 	if c := mustOperator(t, tr, "a").Credit; c != DefaultCreditPerHour {
 		t.Errorf("total credit %v changed with time", c)
 	}
+	// A second equal grant now: the first one counts half.
+	w.round("two-1-1", ws, vote{s: a, variant: "g", dur: time.Hour}, vote{s: b, variant: "g", dur: time.Hour}, vote{s: c, variant: "g", dur: time.Hour})
+	tr = replay(t, w.config(), w.entries)
+	// The round takes two minutes of log time past the half-life.
+	if r, want := mustOperator(t, tr, "a").RAC, r0*(1+math.Exp2(-(7*24*60+2)/(7*24*60.0))); !near(r, want) {
+		t.Errorf("RAC after a second grant a half-life later %v, want %v", r, want)
+	}
 	// A builder's own finishedOn far in the future does not move the clock.
 	before := tr.Snapshot().Clock
 	b2 := w.job("future-1-1")

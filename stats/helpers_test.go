@@ -74,6 +74,15 @@ func (w *world) add(env []byte) uint64 {
 	return i
 }
 
+// addRaw logs an entry the witness's fold skips (malformed or repeated).
+func (w *world) addRaw(env []byte) {
+	w.t.Helper()
+	if err := w.fold.Skip(uint64(len(w.entries))); err != nil {
+		w.t.Fatal(err)
+	}
+	w.entries = append(w.entries, env)
+}
+
 func (w *world) sign(s *attest.Signer, pt string, payload any) uint64 {
 	w.t.Helper()
 	env, err := attest.Sign(s, pt, payload)
