@@ -92,6 +92,10 @@ func (c Child) Run(ctx context.Context, dir, home, logPath string, extraEnv []st
 		"LANG=C.UTF-8",
 		"TZ=UTC",
 	}, extraEnv...)
+	// Pdeathsig: the build's leader dies with the daemon even on SIGKILL.
+	// (It fires when the forking OS thread exits; the Go runtime does not
+	// retire threads this package has not locked.) What else of the group
+	// survives is killed by the next daemon through recordGroup.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("builder: start %s: %w", argv[0], err)

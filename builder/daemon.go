@@ -204,6 +204,9 @@ func (d *Daemon) worker(ctx context.Context, slot int) {
 		}
 		d.setPaused("")
 		lease, err := d.deps.Coordinator.Lease(ctx)
+		if err == nil && (lease == nil || lease.LeaseID == "") {
+			err = fmt.Errorf("builder: the coordinator answered a lease request without a lease id")
+		}
 		switch {
 		case ctx.Err() != nil:
 			return
