@@ -109,6 +109,7 @@ func (l *Log) rebuildIndex(ctx context.Context) error {
 			if _, err := l.st.Get(dk); err != nil && !inBatch[string(dk)] {
 				b.Set(dk, u64(idx))
 				inBatch[string(dk)] = true
+				l.filter.add(dk)
 			}
 		}
 		for _, key := range keys {

@@ -107,6 +107,8 @@ type Log struct {
 
 	// committedGen is the generation of the last durable batch.
 	committedGen atomic.Uint64
+	// filter holds every dedup key stored or being stored.
+	filter *dedupFilter
 
 	// Owned by the checkpoint goroutine: the tree as recomputed from storage
 	// up to the last signed checkpoint.
@@ -292,7 +294,11 @@ func (l *Log) Add(ctx context.Context, entry []byte) (AddResult, error) {
 		// the sequencer; the sequencer's pending map covers the batches
 		// that became durable since.
 		r.checkedGen = l.committedGen.Load()
-		v, err := l.st.Get(r.dedupKey)
+		var v []byte
+		err := ErrNotFound
+		if l.filter.mayContain(r.dedupKey) {
+			v, err = l.st.Get(r.dedupKey)
+		}
 		switch {
 		case err == nil && len(v) == 8:
 			if idx := binary.BigEndian.Uint64(v); idx < l.durableSize() {
@@ -484,6 +490,7 @@ func (l *Log) prepare(batch []*request) *prepared {
 			k := string(r.dedupKey)
 			l.pending[k] = pendingKey{idx, p.gen}
 			keys = append(keys, k)
+			l.filter.add(r.dedupKey)
 		}
 		// Entry first: recovery finds a torn batch's other keys from its entries.
 		b.Set(entryKey(idx), r.entry)

@@ -223,6 +223,9 @@ func (l *Log) recover(ctx context.Context) error {
 		l.partial = append(l.partial, p)
 	}
 	l.next, l.rng, l.size, l.root = size, rng, size, bytes.Clone(root)
+	if err := l.loadFilter(size); err != nil {
+		return err
+	}
 
 	// The stored tree must extend the last signed checkpoint: a restarted log
 	// never signs a smaller or different tree.
@@ -298,6 +301,23 @@ func (l *Log) discardTorn(size uint64) error {
 		return fmt.Errorf("log: discard torn entries: %w", err)
 	}
 	l.logger.Warn("log: discarded unacknowledged entries of a torn batch", "size", size, "count", len(stray), "first", stray[0])
+	return nil
+}
+
+// loadFilter fills the dedup filter with every stored dedup key.
+func (l *Log) loadFilter(size uint64) error {
+	l.filter = newDedupFilter(int(min(size, 1<<30)) + 1<<16)
+	pfx := []byte{pfxDedup}
+	if l.cfg.Indexer == nil {
+		pfx = []byte{pfxLeaf}
+	}
+	err := l.st.Scan(pfx, prefixEnd(pfx), func(k, _ []byte) error {
+		l.filter.add(k)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("log: load dedup filter: %w", err)
+	}
 	return nil
 }
 
