@@ -6,6 +6,7 @@ package witness
 // docs/verify.md is the specification.
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -354,24 +355,70 @@ func (v *verifier) gather(ctx context.Context, nvr string) ([]indexed, error) {
 			}
 		}
 	}
+	// The policy witnesses' verdict keys are enrolled too: their
+	// enrolments show whether the log indexes keys at all.
+	for _, w := range v.pol.verdicts {
+		need[w.KeyID()] = true
+	}
 	var names []string
 	for k := range need {
 		names = append(names, KeyLookup(k))
 	}
-	if len(names) > 0 {
-		kidx, err := v.lookup(ctx, names...)
+	kidx, err := v.lookup(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	more, err := v.fetch(ctx, kidx)
+	if err != nil {
+		return nil, err
+	}
+	got = append(got, more...)
+	if !slices.ContainsFunc(more, func(ie indexed) bool { return ie.e.PayloadType == attest.PayloadEnrolment }) {
+		// A log that does not run Indexer indexes no key and no alarm:
+		// find them by reading every entry (slow, but as sure).
+		scanned, err := v.scan(ctx)
 		if err != nil {
 			return nil, err
 		}
-		more, err := v.fetch(ctx, kidx)
-		if err != nil {
-			return nil, err
-		}
-		got = append(got, more...)
+		v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("the log indexes no keys (not run with witness.Indexer): read all %d entries to find enrolments and alarms", v.cp.Size))
+		got = append(got, scanned...)
 	}
 	slices.SortFunc(got, func(a, b indexed) int { return cmp.Compare(a.index, b.index) })
 	got = slices.CompactFunc(got, func(a, b indexed) bool { return a.index == b.index })
 	return v.authorize(got)
+}
+
+// scanKinds are the payload types scan collects.
+var scanKinds = [][]byte{
+	[]byte(`"` + attest.PayloadEnrolment + `"`), []byte(`"` + attest.PayloadRevocation + `"`),
+	[]byte(`"` + attest.PayloadAlarm + `"`), []byte(`"` + attest.PayloadAlarmClear + `"`),
+}
+
+// scan reads every entry of the checkpoint's tree from the entry bundles
+// (each checked against the tree by the follower) and returns the
+// enrolments, revocations, alarms and alarm clearings.
+func (v *verifier) scan(ctx context.Context) ([]indexed, error) {
+	var out []indexed
+	err := v.f.EntriesAt(ctx, v.cp, 0, v.cp.Size, func(i uint64, data []byte) error {
+		// Cheap filter before the strict parse: the payload type appears
+		// verbatim in the envelope.
+		if !slices.ContainsFunc(scanKinds, func(k []byte) bool { return bytes.Contains(data, k) }) {
+			return nil
+		}
+		e, err := attest.Parse(data, attest.ParseOptions{})
+		if err != nil {
+			return nil // not an entry verify uses
+		}
+		switch e.Value.(type) {
+		case *attest.Enrolment, *attest.Revocation, *attest.Alarm, *attest.AlarmClear:
+			out = append(out, indexed{index: i, e: e})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("witness: verify: scan: %w", err)
+	}
+	return out, nil
 }
 
 // lookup asks the log's index for the entries under names, keeping those

@@ -66,6 +66,12 @@ type vnet struct {
 
 func newVNet(t testing.TB, builders int) *vnet {
 	t.Helper()
+	return newVNetIndexed(t, builders, Indexer)
+}
+
+// newVNetIndexed is newVNet with the log's indexer.
+func newVNetIndexed(t testing.TB, builders int, indexer log.Indexer) *vnet {
+	t.Helper()
 	n := &vnet{t: t, rec: newRecorder(), now: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
 		hideLookup: map[uint64]bool{}, override: map[string][]byte{}, cosigners: -1}
 	n.coord = vnetKey(t)
@@ -77,7 +83,7 @@ func newVNet(t testing.TB, builders int) *vnet {
 		t.Fatal(err)
 	}
 	n.l, err = log.Open(context.Background(), log.Config{
-		Dir: t.TempDir(), Origin: vnetOrigin, Signer: ns, Indexer: Indexer,
+		Dir: t.TempDir(), Origin: vnetOrigin, Signer: ns, Indexer: indexer,
 		CheckpointInterval: 2 * time.Millisecond,
 	})
 	if err != nil {

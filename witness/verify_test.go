@@ -12,6 +12,7 @@ import (
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/attest/rpm"
 	"github.com/fedora-skyline/skyline/attest/rpm/rpmtest"
+	"github.com/fedora-skyline/skyline/coord"
 	fmtlog "github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -400,5 +401,27 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestVerifyUnindexedKeys: against a log that indexes only builds
+// (coord.Indexer), verify finds enrolments and alarms by reading every
+// entry, and reaches the same answers.
+func TestVerifyUnindexedKeys(t *testing.T) {
+	n := newVNetIndexed(t, 10, coord.Indexer)
+	b := vnetBuild("hello-2.12-1.fc41", "x86_64")
+	n.run(b, append(slices.Repeat([]string{""}, 8), "evil", "evil2")...)
+	n.verdicts(b, 3)
+	p := n.policy(2)
+	rep, err := n.verify(p, VerifyRequest{NVR: b.NVR})
+	if err != nil || rep.Status != VerdictDisputed || len(rep.Builds[0].Outliers) != 2 {
+		t.Fatalf("%v status %q", err, rep.Status)
+	}
+	if !strings.Contains(strings.Join(rep.Problems, " "), "indexes no keys") {
+		t.Errorf("problems %v do not say the log was scanned", rep.Problems)
+	}
+	alarm := n.sign(n.witnesses[1].verdict, attest.PayloadAlarm, &attest.Alarm{Reason: "outlier-rate: test", Rate: 0.2, Window: 500, At: n.tick()})
+	if _, err := n.verify(p, VerifyRequest{NVR: b.NVR}); !errors.Is(err, ErrAlarmActive) {
+		t.Fatalf("alarm at %d not found by the scan: %v", alarm, err)
 	}
 }
