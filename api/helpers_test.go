@@ -51,6 +51,7 @@ type env struct {
 	coordKey *attest.Signer
 	admin    *attest.Signer
 	logNote  note.Verifier
+	srv      *Server
 }
 
 type envOptions struct {
@@ -121,7 +122,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		}
 		lg.Close()
 	})
-	return &env{t: t, url: "http://" + ln.Addr().String(), log: lg, svc: svc, clock: clk, coordKey: o.signer, admin: o.admin, logNote: nv}
+	return &env{t: t, url: "http://" + ln.Addr().String(), log: lg, svc: svc, clock: clk, coordKey: o.signer, admin: o.admin, logNote: nv, srv: srv}
 }
 
 func (e *env) client(s *attest.Signer, arches ...string) *Client {
