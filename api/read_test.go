@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -137,4 +139,18 @@ func TestReadPathServed(t *testing.T) {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// TestDocsListEveryCode checks that docs/api.md documents every error code
+// the server can send.
+func TestDocsListEveryCode(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "api.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for code := range codeErrors {
+		if !strings.Contains(string(doc), "`"+code+"`") {
+			t.Errorf("docs/api.md does not document code %q", code)
+		}
+	}
 }
