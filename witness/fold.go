@@ -30,6 +30,11 @@ var (
 // folds them, so the witness, verify and audit agree. A Fold is not safe
 // for concurrent use.
 type Fold struct {
+	// KeepSubjects keeps every result's RPM digests, so that outcomes say
+	// which RPMs differed (Outcome.Outliers[].Diff). The witness does not
+	// need them (verdicts name result sets only) and saves the memory.
+	KeepSubjects bool
+
 	coordinator *attest.Verifier
 	st          foldState
 	verifiers   map[string]*attest.Verifier // parsed enrolled keys, by key id
@@ -323,9 +328,12 @@ func (f *Fold) applyAttestation(index uint64, keyID string, a *attest.Attestatio
 	if err != nil {
 		return Change{}, fmt.Errorf("witness: entry %d: %w: %w", index, ErrEntry, err)
 	}
-	r := Result{Index: first, Build: a.Build, KeyID: keyID, LeaseID: a.LeaseID, ResultSet: set.Digest, Subjects: make(map[string]string, len(set.Subjects)), Time: a.Finished}
-	for _, s := range set.Subjects {
-		r.Subjects[s.Name] = s.Skyline
+	r := Result{Index: first, Build: a.Build, KeyID: keyID, LeaseID: a.LeaseID, ResultSet: set.Digest, Time: a.Finished}
+	if f.KeepSubjects {
+		r.Subjects = make(map[string]string, len(set.Subjects))
+		for _, s := range set.Subjects {
+			r.Subjects[s.Name] = s.Skyline
+		}
 	}
 	rec := f.build(a.Build)
 	if a.Official {
