@@ -109,7 +109,7 @@ func (w *specWitness) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	line, _ := br.ReadString('\n')
 	old, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(line, "old "), "\n"), 10, 64)
 	if err != nil {
-		http.Error(rw, "bad old", 400)
+		http.Error(rw, "bad old", http.StatusBadRequest)
 		return
 	}
 	var proof tlog.TreeProof
@@ -126,30 +126,30 @@ func (w *specWitness) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	cp.ReadFrom(br)
 	n, err := note.Open(cp.Bytes(), note.VerifierList(w.logV))
 	if err != nil {
-		http.Error(rw, "bad sig", 403)
+		http.Error(rw, "bad sig", http.StatusForbidden)
 		return
 	}
 	var c fmtlog.Checkpoint
 	if _, err := c.Unmarshal([]byte(n.Text)); err != nil {
-		http.Error(rw, "bad checkpoint", 400)
+		http.Error(rw, "bad checkpoint", http.StatusBadRequest)
 		return
 	}
 	if old != w.size {
 		rw.Header().Set("Content-Type", "text/x.tlog.size")
-		rw.WriteHeader(409)
+		rw.WriteHeader(http.StatusConflict)
 		fmt.Fprintf(rw, "%d\n", w.size)
 		return
 	}
 	if old > 0 && old < c.Size {
 		if err := tlog.CheckTree(proof, int64(c.Size), tlog.Hash(c.Hash), int64(old), w.root); err != nil {
-			http.Error(rw, "bad proof", 422)
+			http.Error(rw, "bad proof", http.StatusUnprocessableEntity)
 			return
 		}
 	}
 	w.size, w.root = c.Size, tlog.Hash(c.Hash)
 	signed, err := note.Sign(&note.Note{Text: n.Text}, w.signer)
 	if err != nil {
-		http.Error(rw, err.Error(), 500)
+		http.Error(rw, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	rw.Write(signed[len(n.Text)+1:])
@@ -191,7 +191,7 @@ func served(t *testing.T, g *log.Gatherer) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := wl.ReadPath(r.Context(), strings.TrimPrefix(r.URL.Path, "/"))
 		if err != nil {
-			http.Error(w, err.Error(), 404)
+			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		}
 		w.Write(b)
@@ -290,7 +290,7 @@ func TestGatherSurvivesBadWitnesses(t *testing.T) {
 	liarSrv := httptest.NewServer(liar)
 	defer liarSrv.Close()
 	other := newSpecWitness(t, tl.v, "liar.example/w") // same name, other key
-	refuser := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 403) }))
+	refuser := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusForbidden) }))
 	defer refuser.Close()
 	down := httptest.NewServer(http.NotFoundHandler())
 	down.Close()
