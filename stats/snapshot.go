@@ -281,12 +281,22 @@ func (t *Tracker) Leaderboard(kind, column string, page int) (Board, error) {
 	clock := t.st.Clock
 	t.mu.RUnlock()
 
-	slices.SortFunc(rows, func(a, b Row) int { return byCredit(a.Credit, b.Credit, a.Name, b.Name) })
-	for i := range rows {
-		rows[i].Rank = i + 1
+	// Sort indices, not rows: a row is ~100 bytes and there may be tens of
+	// thousands.
+	order := make([]int32, len(rows))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int {
+		return byCredit(rows[a].Credit, rows[b].Credit, rows[a].Name, rows[b].Name)
+	})
+	for r, i := range order {
+		rows[i].Rank = r + 1
 	}
 	if column != SortCredit {
-		slices.SortStableFunc(rows, func(a, b Row) int { return cmp.Compare(key(&b), key(&a)) })
+		slices.SortFunc(order, func(a, b int32) int {
+			return cmp.Or(cmp.Compare(key(&rows[b]), key(&rows[a])), cmp.Compare(rows[a].Rank, rows[b].Rank))
+		})
 	}
 	pages := max(1, (len(rows)+PageSize-1)/PageSize)
 	if page > pages {
@@ -294,7 +304,11 @@ func (t *Tracker) Leaderboard(kind, column string, page int) (Board, error) {
 	}
 	lo := (page - 1) * PageSize
 	hi := min(lo+PageSize, len(rows))
-	return Board{Kind: kind, Sort: column, Page: page, Pages: pages, Total: len(rows), Clock: clock, Rows: slices.Clone(rows[lo:hi])}, nil
+	out := make([]Row, 0, hi-lo)
+	for _, i := range order[lo:hi] {
+		out = append(out, rows[i])
+	}
+	return Board{Kind: kind, Sort: column, Page: page, Pages: pages, Total: len(rows), Clock: clock, Rows: out}, nil
 }
 
 // rank returns the credit rank of name among m.
