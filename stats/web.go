@@ -43,18 +43,20 @@ type web struct {
 func Handler(t *Tracker) http.Handler {
 	w := &web{t: t, pages: map[string]*template.Template{}, lg: t.cfg.Logger}
 	funcs := template.FuncMap{
-		"opURL":      func(name string) string { return "/stats/operator/" + url.PathEscape(name) },
-		"teamURL":    func(name string) string { return "/stats/team/" + url.PathEscape(name) },
-		"keyURL":     func(id string) string { return "/stats/builder/" + url.PathEscape(id) },
-		"pkgURL":     func(nvr string) string { return "/stats/package/" + url.PathEscape(nvr) },
-		"buildURL":   buildURL,
-		"credit":     func(c float64) string { return formatCredit(c) },
-		"short":      func(s string) string { return shortHex(s) },
-		"when":       func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
-		"dur":        func(d time.Duration) string { return d.Round(time.Second).String() },
-		"percent":    func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
-		"sortLink":   sortLink,
-		"pageLink":   func(sort string, page int) string { return "?" + url.Values{"sort": {sort}, "page": {strconv.Itoa(page)}}.Encode() },
+		"opURL":    func(name string) string { return "/stats/operator/" + url.PathEscape(name) },
+		"teamURL":  func(name string) string { return "/stats/team/" + url.PathEscape(name) },
+		"keyURL":   func(id string) string { return "/stats/builder/" + url.PathEscape(id) },
+		"pkgURL":   func(nvr string) string { return "/stats/package/" + url.PathEscape(nvr) },
+		"buildURL": buildURL,
+		"credit":   func(c float64) string { return formatCredit(c) },
+		"short":    func(s string) string { return shortHex(s) },
+		"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+		"dur":      func(d time.Duration) string { return d.Round(time.Second).String() },
+		"percent":  func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
+		"sortLink": sortLink,
+		"pageLink": func(sort string, page int) string {
+			return "?" + url.Values{"sort": {sort}, "page": {strconv.Itoa(page)}}.Encode()
+		},
 		"add":        func(a, b int) int { return a + b },
 		"dailyChart": dailyChart,
 	}
