@@ -166,6 +166,11 @@ func (p *VerifyPolicy) fill(dir string) error {
 			return bad("witness %s: cosignature_vkey: %v", w.Name, err)
 		}
 		id := fmt.Sprintf("%s+%08x", cv.Name(), cv.KeyHash())
+		// The verifier computes the key hash itself: a vkey naming another
+		// hash would never match a cosignature line (C2SP signed-note).
+		if !strings.HasPrefix(w.CosignatureVKey, id+"+") {
+			return bad("witness %s: cosignature_vkey key hash is not %08x", w.Name, cv.KeyHash())
+		}
 		if cosig[id] || cv.Name() == v.Name() && cv.KeyHash() == v.KeyHash() {
 			return bad("witness %s: cosignature key repeated or equal to the log key", w.Name)
 		}
