@@ -41,16 +41,45 @@ func (l *Log) checkpointLoop() {
 	defer l.wg.Done()
 	t := time.NewTicker(l.cfg.CheckpointInterval)
 	defer t.Stop()
+	// Verifying the new part of the tree as it grows, between checkpoints,
+	// leaves only the last few batches to verify when a checkpoint is due.
+	v := time.NewTicker(max(l.cfg.CheckpointInterval/8, time.Millisecond))
+	defer v.Stop()
 	for {
 		select {
 		case <-l.ctx.Done():
 			return
+		case <-v.C:
+			l.preverify()
 		case <-t.C:
-		}
-		if err := l.publish(); err != nil {
-			l.logger.Error("log: checkpoint not published", "err", err)
+			if err := l.publish(); err != nil {
+				l.logger.Error("log: checkpoint not published", "err", err)
+			}
 		}
 	}
+}
+
+// preverify verifies the stored tree up to the current durable size.
+func (l *Log) preverify() {
+	l.mu.Lock()
+	size, root, alarm := l.size, l.root, l.alarm
+	l.mu.Unlock()
+	if alarm != nil || size <= l.vrng.End() {
+		return
+	}
+	if err := l.verifyStored(size, root); err != nil {
+		l.raiseAlarm(size, err)
+	}
+}
+
+func (l *Log) raiseAlarm(size uint64, err error) {
+	l.mu.Lock()
+	l.alarm = err
+	close(l.cpCh) // wake WaitCheckpoint callers: no checkpoint is coming
+	l.cpCh = make(chan struct{})
+	l.mu.Unlock()
+	l.m.setAlarm()
+	l.logger.Error("log: ALARM: stored tree does not match the integrated tree; checkpoint signing stopped", "size", size, "err", err)
 }
 
 // publish signs and stores a checkpoint for the current tree if it grew,
@@ -63,13 +92,7 @@ func (l *Log) publish() error {
 		return nil
 	}
 	if err := l.verifyStored(size, root); err != nil {
-		l.mu.Lock()
-		l.alarm = err
-		close(l.cpCh) // wake WaitCheckpoint callers: no checkpoint is coming
-		l.cpCh = make(chan struct{})
-		l.mu.Unlock()
-		l.m.setAlarm()
-		l.logger.Error("log: ALARM: stored tree does not match the integrated tree; checkpoint signing stopped", "size", size, "err", err)
+		l.raiseAlarm(size, err)
 		return err
 	}
 	// C2SP tlog-checkpoint: origin, size, base64 root; no extension lines.
