@@ -95,12 +95,13 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lg, err := log.Open(ctx, log.Config{Dir: o.dir, Origin: testOrigin, Signer: ns, Indexer: coord.Indexer, CheckpointInterval: 10 * time.Millisecond})
+	idx := &coord.IndexCache{}
+	lg, err := log.Open(ctx, log.Config{Dir: o.dir, Origin: testOrigin, Signer: ns, Indexer: idx.Index, CheckpointInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
-	svc, err := coord.NewService(ctx, coord.ServiceConfig{Log: lg, Signer: o.signer, Coord: o.coord, AdminKeys: []*attest.Verifier{o.admin.Verifier()}, Now: clk.Now})
+	svc, err := coord.NewService(ctx, coord.ServiceConfig{Log: lg, Signer: o.signer, IndexCache: idx, Coord: o.coord, AdminKeys: []*attest.Verifier{o.admin.Verifier()}, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,6 +56,10 @@ type ServiceConfig struct {
 	Now func() time.Time
 	// Logger receives operational events. Default: discard.
 	Logger *slog.Logger
+	// IndexCache, when set, is the cache whose Index method is the log's
+	// Indexer: submissions prime it to spare the log a second parse.
+	// Default nil: the log's Indexer parses every entry itself.
+	IndexCache *IndexCache
 }
 
 // SubmitResult places a submitted entry in the log.
@@ -115,6 +119,46 @@ func Indexer(entry []byte) ([]byte, []log.IndexKey, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	return indexEntry(e)
+}
+
+// IndexCache is Indexer with a shortcut for the entries the Service has
+// just parsed: Submit primes it with the parse it already did, so that the
+// log's call of the indexer does not parse the envelope a second time. Use
+// its Index method as the log's Indexer and pass the cache to the Service.
+type IndexCache struct {
+	primed sync.Map // sha256(entry) -> *primedIndex
+}
+
+type primedIndex struct {
+	dedup []byte
+	keys  []log.IndexKey
+}
+
+// Index is a log.Indexer: it returns what prime stored for entry (once),
+// or else what Indexer computes.
+func (x *IndexCache) Index(entry []byte) ([]byte, []log.IndexKey, error) {
+	if v, ok := x.primed.LoadAndDelete(sha256.Sum256(entry)); ok {
+		p := v.(*primedIndex)
+		return p.dedup, p.keys, nil
+	}
+	return Indexer(entry)
+}
+
+// prime stores the index of a parsed entry for the log's next call; it
+// returns the function that forgets it if the entry is not appended.
+func (x *IndexCache) prime(entry []byte, e *attest.Entry) func() {
+	dedup, keys, err := indexEntry(e)
+	if err != nil {
+		return func() {}
+	}
+	h := sha256.Sum256(entry)
+	x.primed.Store(h, &primedIndex{dedup: dedup, keys: keys})
+	return func() { x.primed.Delete(h) }
+}
+
+// indexEntry is Indexer for a parsed entry.
+func indexEntry(e *attest.Entry) ([]byte, []log.IndexKey, error) {
 	kid, err := hex.DecodeString(e.KeyID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("coord: index: key id: %w", err)
@@ -364,6 +408,9 @@ func (s *Service) Submit(ctx context.Context, env []byte) (SubmitResult, error) 
 	}
 	if hold != nil {
 		defer hold.Release()
+	}
+	if s.cfg.IndexCache != nil {
+		defer s.cfg.IndexCache.prime(env, e)()
 	}
 	// Once the log has the entry the coordinator must see it: the append
 	// outlives a client that hangs up.

@@ -57,7 +57,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.wait, "wait", false, "submit with ?wait=1 (latency includes the checkpoint and proof)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the log directory")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the submission phase to this file")
-	fs.StringVar(&f.mutexProfile, "mutexprofile", "", "write a mutex contention profile of the whole run to this file")
+	fs.StringVar(&f.mutexProfile, "mutexprofile", "", "write mutex and block profiles of the submission phase to this file name + .mutex and .block")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -95,7 +95,8 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	lg, err := log.Open(ctx, log.Config{Dir: dir, Origin: serveOrigin, Signer: ns, Indexer: coord.Indexer, CheckpointInterval: f.cpInterval})
+	idx := &coord.IndexCache{}
+	lg, err := log.Open(ctx, log.Config{Dir: dir, Origin: serveOrigin, Signer: ns, Indexer: idx.Index, CheckpointInterval: f.cpInterval})
 	if err != nil {
 		return "", err
 	}
@@ -104,7 +105,7 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	svc, err := coord.NewService(ctx, coord.ServiceConfig{Log: lg, Signer: key, AdminKeys: []*attest.Verifier{admin.Verifier()}, TickInterval: time.Hour})
+	svc, err := coord.NewService(ctx, coord.ServiceConfig{Log: lg, Signer: key, IndexCache: idx, AdminKeys: []*attest.Verifier{admin.Verifier()}, TickInterval: time.Hour})
 	if err != nil {
 		return "", err
 	}
@@ -209,10 +210,13 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 	}
 	if f.mutexProfile != "" {
 		runtime.SetMutexProfileFraction(1)
+		runtime.SetBlockProfileRate(int(time.Microsecond))
 		defer func() {
-			if pf, err := os.Create(f.mutexProfile); err == nil {
-				_ = pprof.Lookup("mutex").WriteTo(pf, 0)
-				pf.Close()
+			for _, kind := range []string{"mutex", "block"} {
+				if pf, err := os.Create(f.mutexProfile + "." + kind); err == nil {
+					_ = pprof.Lookup(kind).WriteTo(pf, 0)
+					pf.Close()
+				}
 			}
 		}()
 	}

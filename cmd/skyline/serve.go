@@ -209,8 +209,9 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, ready chan<- 
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("serve: data dir: %w", err)
 	}
+	idx := &coord.IndexCache{}
 	lg, err := log.Open(ctx, log.Config{
-		Dir: cfg.DataDir, Origin: cfg.Origin, Signer: noteSigner, Indexer: coord.Indexer,
+		Dir: cfg.DataDir, Origin: cfg.Origin, Signer: noteSigner, Indexer: idx.Index,
 		CheckpointInterval: cfg.CheckpointInterval, Logger: logger, Registerer: reg,
 	})
 	if err != nil {
@@ -218,7 +219,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, ready chan<- 
 	}
 	defer lg.Close()
 	svc, err := coord.NewService(ctx, coord.ServiceConfig{
-		Log: lg, Signer: coordKey, AdminKeys: admins, TickInterval: cfg.TickInterval, Logger: logger,
+		Log: lg, Signer: coordKey, IndexCache: idx, AdminKeys: admins, TickInterval: cfg.TickInterval, Logger: logger,
 		Coord: coord.Config{LeaseTTL: cfg.LeaseTTL, MaxAttempts: cfg.MaxAttempts, DefaultWanted: cfg.DefaultWanted, MaxWanted: cfg.MaxWanted},
 	})
 	if err != nil {
