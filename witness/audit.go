@@ -304,29 +304,50 @@ type pending struct {
 // replay reads the entries after the fold's position in batches: parse in
 // parallel, find each signer in log order (enrolments earlier in the batch
 // count, Fold.Signer's tentative view), verify in parallel, then fold in
-// log order.
+// log order. A reader goroutine fetches the next batches (bundles checked
+// against the tree) while the current one is processed.
 func (a *auditor) replay(ctx context.Context, cp Checkpoint) error {
-	batch := make([]pending, 0, auditBatch)
-	flush := func() error {
-		if len(batch) == 0 {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []pending, 2)
+	var readErr error
+	go func() {
+		defer close(batches)
+		batch := make([]pending, 0, auditBatch)
+		send := func() error {
+			select {
+			case batches <- batch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			batch = make([]pending, 0, auditBatch)
 			return nil
 		}
+		err := a.f.EntriesAt(ctx, cp, a.fold.Next(), cp.Size, func(i uint64, data []byte) error {
+			batch = append(batch, pending{index: i, data: bytes.Clone(data)})
+			if len(batch) == auditBatch {
+				return send()
+			}
+			return nil
+		})
+		if err == nil && len(batch) > 0 {
+			err = send()
+		}
+		readErr = err
+	}()
+	for batch := range batches {
+		if ctx.Err() != nil {
+			continue // drain: the reader stops at its next send
+		}
 		a.process(batch)
-		batch = batch[:0]
 		if a.cfg.Progress != nil {
 			a.cfg.Progress(a.fold.Next(), cp.Size)
 		}
-		return ctx.Err()
 	}
-	err := a.f.EntriesAt(ctx, cp, a.fold.Next(), cp.Size, func(i uint64, data []byte) error {
-		batch = append(batch, pending{index: i, data: bytes.Clone(data)})
-		if len(batch) == auditBatch {
-			return flush()
-		}
-		return nil
-	})
+	// The reader has closed batches: readErr is set.
+	err := readErr
 	if err == nil {
-		err = flush()
+		err = ctx.Err()
 	}
 	if err != nil {
 		return fmt.Errorf("witness: audit: %w", err)
