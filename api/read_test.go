@@ -116,6 +116,15 @@ func TestReadPathServed(t *testing.T) {
 	if err := tlog.CheckTree(tp, tree.N, tree.Hash, old.N, old.Hash); err != nil {
 		t.Errorf("consistency proof: %v", err)
 	}
+	// A wrong method is told the right ones.
+	resp, _ := fetch(t, http.MethodPost, e.url+"/checkpoint")
+	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST /checkpoint: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	resp, _ = fetch(t, http.MethodGet, e.url+"/submit")
+	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" {
+		t.Errorf("GET /submit: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
 	// Operations endpoints.
 	resp, body := fetch(t, http.MethodGet, e.url+"/healthz")
 	if resp.StatusCode != 200 || string(body) != "ok\n" {

@@ -260,8 +260,18 @@ func (s *Server) routes() *mux.Router {
 	r.NotFoundHandler = s.wrap("none", func(http.ResponseWriter, *http.Request) error {
 		return ErrNoRoute
 	})
-	r.MethodNotAllowedHandler = s.wrap("none", func(http.ResponseWriter, *http.Request) error {
-		return ErrMethod
+	r.MethodNotAllowedHandler = s.wrap("none", func(w http.ResponseWriter, req *http.Request) error {
+		var allowed []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+			probe := req.Clone(req.Context())
+			probe.Method = m
+			var match mux.RouteMatch
+			if r.Match(probe, &match) && match.MatchErr == nil {
+				allowed = append(allowed, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		return fmt.Errorf("api: %s %s: %w", req.Method, req.URL.EscapedPath(), ErrMethod)
 	})
 	return r
 }
@@ -308,13 +318,6 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.cfg.Logger.Error("request failed", "method", r.Method, "path", r.URL.EscapedPath(), "err", err)
 		if k.err == ErrInternal {
 			msg = "internal error"
-		}
-	}
-	if k.err == ErrMethod {
-		if rt := mux.CurrentRoute(r); rt != nil {
-			if ms, e := rt.GetMethods(); e == nil {
-				w.Header().Set("Allow", strings.Join(ms, ", "))
-			}
 		}
 	}
 	w.Header().Set("Content-Type", contentJSON)
