@@ -11,13 +11,18 @@ import (
 // a convenience for finding entries, not evidence: completeness comes from
 // witnesses replaying the log.
 func (l *Log) Lookup(ctx context.Context, nvr string) ([]IndexRef, error) {
+	release, err := l.use()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if nvr == "" || bytes.IndexByte([]byte(nvr), 0) >= 0 {
 		return nil, fmt.Errorf("%w: bad NVR %q", ErrInvalidEntry, truncate(nvr, 64))
 	}
 	size, _ := l.Size()
 	prefix := indexPrefix(nvr)
 	var refs []IndexRef
-	err := l.st.Scan(prefix, prefixEnd(prefix), func(k, _ []byte) error {
+	err = l.st.Scan(prefix, prefixEnd(prefix), func(k, _ []byte) error {
 		rest := k[len(prefix):]
 		if len(rest) < 8 {
 			return fmt.Errorf("%w: index key of %d bytes", ErrCorrupt, len(k))

@@ -122,6 +122,12 @@ type Log struct {
 	cp     checkpoint
 	cpCh   chan struct{} // closed and replaced on every publication
 	closed bool
+
+	// stMu guards the storage against Close: public methods hold it for
+	// reading while they use l.st; done is closed once the goroutines exited.
+	stMu     sync.RWMutex
+	stClosed bool
+	done     chan struct{}
 }
 
 // checkpoint is a signed checkpoint of the log.
@@ -202,6 +208,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		commits: make(chan *prepared),
 		pending: make(map[string]pendingKey),
 		cpCh:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	if err := l.recover(ctx); err != nil {
 		st.Close()
@@ -261,7 +268,21 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	l.cancel()
 	l.wg.Wait()
+	close(l.done)
+	l.stMu.Lock()
+	defer l.stMu.Unlock()
+	l.stClosed = true
 	return l.st.Close()
+}
+
+// use takes the storage for a public method; it fails once the log is closed.
+func (l *Log) use() (release func(), err error) {
+	l.stMu.RLock()
+	if l.stClosed {
+		l.stMu.RUnlock()
+		return nil, ErrClosed
+	}
+	return l.stMu.RUnlock, nil
 }
 
 // Add appends entry to the log and returns its index once it is durable. An
@@ -290,23 +311,8 @@ func (l *Log) Add(ctx context.Context, entry []byte) (AddResult, error) {
 		r.keys = keys
 	}
 	if r.dedupKey != nil {
-		// Look the key up here, in parallel with other Adds, rather than in
-		// the sequencer; the sequencer's pending map covers the batches
-		// that became durable since.
-		r.checkedGen = l.committedGen.Load()
-		var v []byte
-		err := ErrNotFound
-		if l.filter.mayContain(r.dedupKey) {
-			v, err = l.st.Get(r.dedupKey)
-		}
-		switch {
-		case err == nil && len(v) == 8:
-			if idx := binary.BigEndian.Uint64(v); idx < l.durableSize() {
-				l.m.duplicate()
-				return AddResult{Index: idx, Duplicate: true}, nil
-			}
-		case err != nil && !errors.Is(err, ErrNotFound):
-			return AddResult{}, fmt.Errorf("log: dedup lookup: %w", err)
+		if res, dup, err := l.lookupDedup(r); err != nil || dup {
+			return res, err
 		}
 	}
 	select {
@@ -321,7 +327,41 @@ func (l *Log) Add(ctx context.Context, entry []byte) (AddResult, error) {
 		return r.res, r.err
 	case <-ctx.Done():
 		return AddResult{}, fmt.Errorf("log: add: waiting for commit: %w", ctx.Err())
+	case <-l.done:
+		select {
+		case <-r.done:
+			return r.res, r.err
+		default:
+			return AddResult{}, ErrClosed
+		}
 	}
+}
+
+// lookupDedup looks r's dedup key up in storage, in the Add's goroutine so
+// that lookups run in parallel; the sequencer's pending map covers the
+// batches that became durable since. dup reports a durable duplicate.
+func (l *Log) lookupDedup(r *request) (res AddResult, dup bool, err error) {
+	release, err := l.use()
+	if err != nil {
+		return AddResult{}, false, err
+	}
+	defer release()
+	r.checkedGen = l.committedGen.Load()
+	var v []byte
+	err = ErrNotFound
+	if l.filter.mayContain(r.dedupKey) {
+		v, err = l.st.Get(r.dedupKey)
+	}
+	switch {
+	case err == nil && len(v) == 8:
+		if idx := binary.BigEndian.Uint64(v); idx < l.durableSize() {
+			l.m.duplicate()
+			return AddResult{Index: idx, Duplicate: true}, true, nil
+		}
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return AddResult{}, false, fmt.Errorf("log: dedup lookup: %w", err)
+	}
+	return AddResult{}, false, nil
 }
 
 func checkIndexKeys(keys []IndexKey) error {

@@ -598,3 +598,53 @@ func TestTornBatch(t *testing.T) {
 		t.Fatalf("%d index keys for pkg-x, want 1", n)
 	}
 }
+
+// TestCloseWhileAdding closes the log under concurrent Adds: every Add
+// returns (an index or ErrClosed), and every method fails cleanly after.
+func TestCloseWhileAdding(t *testing.T) {
+	l := openLog(t, testConfig(t, newTestKey(t)))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := map[uint64]bool{}
+	for w := range 32 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				r, err := l.Add(context.Background(), []byte(fmt.Sprint(w, "-", i)))
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Add: %v", err)
+					return
+				}
+				mu.Lock()
+				acked[r.Index] = true
+				mu.Unlock()
+			}
+		})
+	}
+	waitCheckpoint(t, l, 50)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	ctx := context.Background()
+	if _, err := l.Add(ctx, []byte("late")); !errors.Is(err, ErrClosed) {
+		t.Errorf("Add after Close: %v", err)
+	}
+	if _, err := l.ReadPath(ctx, "tile/0/000.p/1"); !errors.Is(err, ErrClosed) {
+		t.Errorf("ReadPath after Close: %v", err)
+	}
+	if _, err := l.InclusionProof(ctx, 0, 1); !errors.Is(err, ErrClosed) {
+		t.Errorf("InclusionProof after Close: %v", err)
+	}
+	if _, err := l.Lookup(ctx, "x"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Lookup after Close: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if len(acked) < 50 {
+		t.Fatalf("only %d acks before Close", len(acked))
+	}
+}

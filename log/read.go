@@ -16,6 +16,11 @@ import (
 // the durable tree covers (their contents never change); anything else is
 // ErrNotFound, and a path that is not canonical is ErrBadPath.
 func (l *Log) ReadPath(ctx context.Context, path string) ([]byte, error) {
+	release, err := l.use()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	p, err := ParseTilePath(path)
 	if err != nil {
 		return nil, err
@@ -83,6 +88,11 @@ func (l *Log) readBundle(n, width uint64) ([]byte, error) {
 
 // Entry returns the entry at index.
 func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
+	release, err := l.use()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if err := l.checkSize(index + 1); err != nil {
 		return nil, fmt.Errorf("log: entry %d: %w", index, ErrNotFound)
 	}
@@ -98,6 +108,11 @@ func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
 // ones of the checkpoint's size, so that a plain file server serves the log.
 // The checkpoint is written last.
 func (l *Log) Export(ctx context.Context, dir string) error {
+	release, err := l.use()
+	if err != nil {
+		return err
+	}
+	defer release()
 	l.mu.Lock()
 	cp := l.cp
 	l.mu.Unlock()

@@ -115,6 +115,15 @@ func (l *Log) checkSize(size uint64) error {
 // InclusionProof returns the RFC 6962 (section 2.1.1) inclusion proof of the
 // entry at index in the tree of the given size, from the stored tiles.
 func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
+	release, err := l.use()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return l.inclusionProof(index, size)
+}
+
+func (l *Log) inclusionProof(index, size uint64) ([][]byte, error) {
 	if err := l.checkSize(size); err != nil {
 		return nil, err
 	}
@@ -135,6 +144,11 @@ func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([][]byte,
 // InclusionProofByHash finds the entry with the given RFC 6962 leaf hash and
 // returns its index and inclusion proof in the tree of the given size.
 func (l *Log) InclusionProofByHash(ctx context.Context, leafHash []byte, size uint64) (uint64, [][]byte, error) {
+	release, err := l.use()
+	if err != nil {
+		return 0, nil, err
+	}
+	defer release()
 	if len(leafHash) != hashSize {
 		return 0, nil, fmt.Errorf("%w: leaf hash of %d bytes", ErrNotFound, len(leafHash))
 	}
@@ -149,13 +163,18 @@ func (l *Log) InclusionProofByHash(ctx context.Context, leafHash []byte, size ui
 	if idx >= size {
 		return 0, nil, fmt.Errorf("log: leaf hash %x at index %d, not in size %d: %w", leafHash, idx, size, ErrNotFound)
 	}
-	p, err := l.InclusionProof(ctx, idx, size)
+	p, err := l.inclusionProof(idx, size)
 	return idx, p, err
 }
 
 // ConsistencyProof returns the RFC 6962 (section 2.1.2) consistency proof
 // between two tree sizes, from the stored tiles.
 func (l *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error) {
+	release, err := l.use()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if err := l.checkSize(to); err != nil {
 		return nil, err
 	}
