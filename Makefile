@@ -18,6 +18,7 @@ build:
 # deps installs the system tools the tests and the demo run for real.
 deps:
 	@./scripts/need rpmbuild rpm
+	@./scripts/need chromium chromium
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

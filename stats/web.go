@@ -198,7 +198,12 @@ func (w *web) board(kind string) http.HandlerFunc {
 		if kind == BoardTeams {
 			title = "Teams"
 		}
-		cols := []struct{ Key, Label string }{{SortCredit, "Credit"}, {SortRAC, "Recent average"}, {SortAgreed, "Agreed"}, {SortOutliers, "Outliers"}}
+		cols := []struct{ Key, Label, Title string }{
+			{SortCredit, "Credit", "total credit"},
+			{SortRAC, "RAC", "recent average credit: credit per day, half-life one week"},
+			{SortAgreed, "Agreed", "results in a credited group"},
+			{SortOutliers, "Outliers", "results a verdict named outliers"},
+		}
 		w.html(rw, r, http.StatusOK, "board", map[string]any{"Title": title, "Board": b, "Columns": cols, "Teams": kind == BoardTeams})
 	}
 }

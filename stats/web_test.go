@@ -107,7 +107,7 @@ func TestPages(t *testing.T) {
 	if i, j := strings.Index(body, ">mallory<"), strings.Index(body, ">alice<"); i < 0 || j < 0 || i > j {
 		t.Errorf("sorted by outliers, mallory (1 outlier) is not above alice")
 	}
-	if !strings.Contains(body, `aria-sort="descending"><a href="?sort=outliers">Outliers ▼`) {
+	if !strings.Contains(body, `aria-sort="descending"><a href="?sort=outliers" title="results a verdict named outliers">Outliers&nbsp;▼`) {
 		t.Errorf("the outliers column is not marked as the sort")
 	}
 	_, body, _ = get(t, srv, buildURL(buildID("hello-2.12-1.fc41")))
