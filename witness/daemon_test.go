@@ -399,3 +399,81 @@ func addCheckpointBody(old uint64, proof [][]byte, cp []byte) []byte {
 	b.Write(cp)
 	return []byte(b.String())
 }
+
+// TestWitnessAlarmAndClear: a rising outlier rate trips the breaker; the
+// witness submits a signed alarm (which pauses the coordinator's leasing)
+// and withholds the positive verdict; an enrolled admin's logged clearing
+// releases it, and the witness then submits the verdict.
+func TestWitnessAlarmAndClear(t *testing.T) {
+	ctx := context.Background()
+	n := newNetwork(t)
+	keys := writeWitnessKeys(t, n.coordKey)
+	n.enrolKey(keys.verdict, attest.RoleWitness, "witness-op")
+	admin := n.enrol(attest.RoleAdmin, "admins")
+	var builders []*attest.Signer
+	for i := range 6 {
+		builders = append(builders, n.enrol(attest.RoleBuilder, fmt.Sprintf("op%d", i)))
+	}
+	b := n.rebuild("hello-2.12.1-5.fc41", builders, []string{"A", "A", "A", "A", "A", "B"})
+
+	cfg := witnessConfig(t.TempDir(), keys, n.url, n.logVKey, true)
+	cfg.Breaker.Window, cfg.Breaker.MinSample, cfg.Breaker.Threshold = 6, 6, 0.1
+	d := newDaemon(t, cfg, n.url)
+	if err := d.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n.waitCheckpoint()
+	kinds := func() (alarms []uint64, verdicts []*attest.Verdict) {
+		size, _ := n.log.Size()
+		for i := range size {
+			data, err := n.log.Entry(ctx, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := attest.Parse(data, attest.ParseOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch v := e.Value.(type) {
+			case *attest.Alarm:
+				if err := e.Verify(keys.verdict.Verifier()); err != nil {
+					t.Fatalf("alarm at %d: %v", i, err)
+				}
+				alarms = append(alarms, i)
+			case *attest.Verdict:
+				verdicts = append(verdicts, v)
+			}
+		}
+		return alarms, verdicts
+	}
+	alarms, verdicts := kinds()
+	if len(alarms) != 1 || len(verdicts) != 0 {
+		t.Fatalf("after the trip: %d alarms, %d verdicts; want 1 and 0 (withheld)", len(alarms), len(verdicts))
+	}
+	// The coordinator saw the alarm: leasing is paused.
+	if _, err := n.client(n.admin).Enqueue(ctx, api.EnqueueBody{NVR: "x-1-1", Arch: "x86_64", SRPMURL: "https://koji.example/x.src.rpm", SRPMSHA256: hexSum("x"), Wanted: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.client(builders[0]).Lease(ctx); !errors.Is(err, coord.ErrPaused) {
+		t.Fatalf("lease during the alarm: %v, want ErrPaused", err)
+	}
+	clear, err := attest.Sign(admin, attest.PayloadAlarmClear, &attest.AlarmClear{AlarmIndex: alarms[0], Reason: "builder op5 fixed its toolchain", At: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.client(admin).SubmitOne(ctx, clear, false); err != nil {
+		t.Fatal(err)
+	}
+	n.waitCheckpoint()
+	if err := d.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n.waitCheckpoint()
+	_, verdicts = kinds()
+	if len(verdicts) != 1 || verdicts[0].Build != b || verdicts[0].Verdict != attest.VerdictReproduced {
+		t.Fatalf("after the clear: verdicts %+v", verdicts)
+	}
+	if _, tripped := d.logs[0].brk.Tripped(); tripped {
+		t.Fatal("breaker still tripped after the clear")
+	}
+}
