@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/builder"
@@ -55,5 +56,51 @@ func TestLeaseSubmitReceipt(t *testing.T) {
 	st, _ = e.svc.Coordinator().Job(job.JobID)
 	if len(st.Results) != 1 {
 		t.Fatalf("resubmission counted: %d results", len(st.Results))
+	}
+}
+
+// TestEndLeaseAndPolledReceipt checks the holder's lease end (and that a
+// result under the ended lease is refused), and the client's fallback when
+// the server answers before a checkpoint covers the entry: it polls the
+// checkpoint and the inclusion proof, and the receipt still verifies.
+func TestEndLeaseAndPolledReceipt(t *testing.T) {
+	e := newEnv(t, envOptions{api: Config{WaitTimeout: time.Nanosecond}})
+	ctx := context.Background()
+	a := e.enrol(attest.RoleBuilder, "alice")
+	b := e.enrol(attest.RoleBuilder, "bob")
+	e.enqueue("hello-1.0-1", 3)
+	ca, cb := e.client(a, "x86_64"), e.client(b, "x86_64")
+	la, err := ca.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cb.EndLease(ctx, la.LeaseID, attest.LeaseFailed, "not mine"); !errors.Is(err, coord.ErrNotLeaseHolder) {
+		t.Fatalf("end by another builder: %v", err)
+	}
+	if err := ca.EndLease(ctx, la.LeaseID, attest.LeaseFailed, "build failed: exit 1"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ca.Submit(ctx, [][]byte{attestation(t, a, la.Build, la.LeaseID, "A")})
+	if !errors.Is(err, coord.ErrLeaseEnded) || !errors.Is(err, builder.ErrRejected) {
+		t.Fatalf("result under an ended lease: %v", err)
+	}
+	lb, err := cb.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := attestation(t, b, lb.Build, lb.LeaseID, "B")
+	res, err := cb.SubmitOne(ctx, env, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Checkpoint != "" || res.Proof != nil {
+		t.Fatalf("answer with a 1ns wait carries a proof: %+v", res)
+	}
+	r, err := cb.Submit(ctx, [][]byte{env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := builder.VerifyReceipt([][]byte{env}, r, e.logNote, testOrigin); err != nil {
+		t.Fatalf("polled receipt: %v", err)
 	}
 }
