@@ -57,11 +57,13 @@ type LogCheck struct {
 	URL     string // the log's base URL
 	Origin  string // the checkpoint origin
 	LogVKey string // the log's signed-note verifier key
-	// Coordinator may sign enrolments, jobs, leases, lease ends and job
-	// closes; Importer official builds; Witnesses' verdict keys verdicts
-	// and alarms; Builders' keys build attestations.
+	// Coordinator may sign enrolments, revocations, jobs, leases, lease
+	// ends and job closes; Importer official builds; Admin alarm clears;
+	// Witnesses' verdict keys verdicts and alarms; Builders' keys build
+	// attestations.
 	Coordinator *attest.Verifier
 	Importer    *attest.Verifier
+	Admin       *attest.Verifier // alarm clears; optional
 	Witnesses   []CheckWitness
 	Builders    []CheckBuilder
 	// Client makes the requests. Default: http.DefaultClient.
@@ -87,8 +89,12 @@ type CheckedLog struct {
 	Size      uint64
 	Root      tlog.Hash
 	Cosigners []string // witnesses whose cosignature verified
-	// Entries are, per NVR, the entries the lookup index names, each
-	// proven in the tree and signed by a key allowed to make it, by index.
+	// All is every entry of the tree, by index, each proven in it and
+	// signed by a key allowed to make it.
+	All []CheckedEntry
+	// Entries are the entries about each NVR asked for (attestations,
+	// verdicts, jobs, leases, job closes), by index; the log's lookup
+	// index named each of them and nothing else.
 	Entries map[string][]CheckedEntry
 }
 
@@ -113,6 +119,17 @@ func (c *CheckedLog) VerdictsBy(nvr string) map[string]*attest.Verdict {
 	return out
 }
 
+// Alarms returns the alarm entries.
+func (c *CheckedLog) Alarms() []CheckedEntry {
+	var out []CheckedEntry
+	for _, e := range c.All {
+		if _, ok := e.Entry.Value.(*attest.Alarm); ok {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // Attestations returns the build attestations on nvr, by builder
 // operator ("importer" for the official build).
 func (c *CheckedLog) Attestations(nvr string) map[string]*attest.Attestation {
@@ -127,30 +144,55 @@ func (c *CheckedLog) Attestations(nvr string) map[string]*attest.Attestation {
 
 // CheckLog fetches the log's checkpoint and verifies the log's signature
 // and the witnesses' cosignatures (C2SP tlog-checkpoint, signed-note,
-// tlog-cosignature); then, for each NVR, the entries the lookup index
-// names: each is read from its entry bundle (C2SP tlog-tiles), proven in
-// the checkpoint's tree with sumdb/tlog over the hash tiles (RFC 6962
-// leaf hash and inclusion proof), parsed with attest.Parse and its
-// signature verified with the key allowed to sign that kind of entry.
+// tlog-cosignature). It then reads every entry of the tree from the entry
+// bundles (C2SP tlog-tiles), proves each in the checkpoint's tree with
+// sumdb/tlog over the hash tiles (RFC 6962 leaf hash and inclusion
+// proof), parses it with attest.Parse and verifies its signature with the
+// key allowed to sign that kind of entry. Last, for each NVR, it checks
+// the log's lookup index against what it read: every entry the index
+// names is about the NVR, and every attestation and verdict about the NVR
+// is named.
 func CheckLog(ctx context.Context, lc LogCheck, nvrs []string) (*CheckedLog, error) {
 	if lc.Client == nil {
 		lc.Client = http.DefaultClient
 	}
-	r := &reader{ctx: ctx, c: lc.Client, base: strings.TrimSuffix(lc.URL, "/")}
+	r := &reader{ctx: ctx, c: lc.Client, base: strings.TrimSuffix(lc.URL, "/"), cache: map[string][]byte{}}
 	raw, err := r.get("checkpoint")
 	if err != nil {
 		return nil, err
 	}
-	cp, cosigners, err := openCheckpoint(raw, lc)
+	tree, cosigners, err := openCheckpoint(raw, lc)
 	if err != nil {
 		return nil, err
 	}
-	out := &CheckedLog{Size: uint64(cp.N), Root: cp.Hash, Cosigners: cosigners, Entries: map[string][]CheckedEntry{}}
+	out := &CheckedLog{Size: uint64(tree.N), Root: tree.Hash, Cosigners: cosigners, Entries: map[string][]CheckedEntry{}}
 	keys, err := signers(lc)
 	if err != nil {
 		return nil, err
 	}
-	hr := tlog.TileHashReader(cp, r)
+	hr := tlog.TileHashReader(tree, r)
+	for n := int64(0); n<<tileHeight < tree.N; n++ {
+		bt := tlog.Tile{H: tileHeight, L: -1, N: n, W: int(min(tree.N-n<<tileHeight, 1<<tileHeight))}
+		data, err := r.get(tilePath(bt))
+		if err != nil {
+			return nil, err
+		}
+		entries, err := parseBundle(data, bt.W)
+		if err != nil {
+			return nil, fmt.Errorf("demo: check: %s: %w", tilePath(bt), err)
+		}
+		for j, e := range entries {
+			i := n<<tileHeight + int64(j)
+			if err := prove(hr, tree, i, e); err != nil {
+				return nil, err
+			}
+			ce, err := checkEntry(e, i, keys)
+			if err != nil {
+				return nil, err
+			}
+			out.All = append(out.All, ce)
+		}
+	}
 	for _, nvr := range nvrs {
 		body, err := r.get("lookup/" + url.PathEscape(nvr))
 		if err != nil {
@@ -160,22 +202,45 @@ func CheckLog(ctx context.Context, lc LogCheck, nvrs []string) (*CheckedLog, err
 		if err != nil {
 			return nil, fmt.Errorf("demo: check: lookup %s: %w", nvr, err)
 		}
+		named := map[uint64]bool{}
 		for _, i := range idx {
-			if i >= uint64(cp.N) {
+			if i >= out.Size {
 				continue // logged after the checkpoint
 			}
-			e, err := r.proveEntry(hr, cp, int64(i))
-			if err != nil {
-				return nil, err
-			}
-			ce, err := checkEntry(e, int64(i), keys)
-			if err != nil {
-				return nil, err
+			named[i] = true
+			ce := out.All[i]
+			if entryNVR(ce.Entry) != nvr {
+				return nil, fmt.Errorf("demo: check: lookup %s names entry %d (%s) of another package: %w", nvr, i, ce.Entry.PayloadType, ErrLookup)
 			}
 			out.Entries[nvr] = append(out.Entries[nvr], ce)
 		}
+		for _, ce := range out.All {
+			switch ce.Entry.Value.(type) {
+			case *attest.Attestation, *attest.Verdict:
+				if entryNVR(ce.Entry) == nvr && !named[ce.Index] {
+					return nil, fmt.Errorf("demo: check: lookup %s hides entry %d (%s): %w", nvr, ce.Index, ce.Entry.PayloadType, ErrLookup)
+				}
+			}
+		}
 	}
 	return out, nil
+}
+
+// entryNVR is the package an entry is about, if any.
+func entryNVR(e *attest.Entry) string {
+	switch v := e.Value.(type) {
+	case *attest.Attestation:
+		return v.Build.NVR
+	case *attest.Verdict:
+		return v.Build.NVR
+	case *attest.Job:
+		return v.Build.NVR
+	case *attest.Lease:
+		return v.Build.NVR
+	case *attest.JobClose:
+		return v.Build.NVR
+	}
+	return ""
 }
 
 // openCheckpoint verifies a checkpoint note: the log's signature
@@ -237,6 +302,9 @@ type reader struct {
 	ctx  context.Context
 	c    *http.Client
 	base string
+	// cache holds the tiles read (a tile path names fixed contents);
+	// TileHashReader checks them against the root whenever it uses them.
+	cache map[string][]byte
 }
 
 func (r *reader) get(path string) ([]byte, error) {
@@ -280,9 +348,13 @@ func (r *reader) Height() int { return tileHeight }
 func (r *reader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	out := make([][]byte, len(tiles))
 	for i, t := range tiles {
-		b, err := r.get(tilePath(t))
-		if err != nil {
-			return nil, err
+		b, ok := r.cache[tilePath(t)]
+		if !ok {
+			var err error
+			if b, err = r.get(tilePath(t)); err != nil {
+				return nil, err
+			}
+			r.cache[tilePath(t)] = b
 		}
 		if len(b) != t.W*tlog.HashSize {
 			return nil, fmt.Errorf("demo: check: %s has %d bytes, want %d: %w", tilePath(t), len(b), t.W*tlog.HashSize, ErrInclusion)
@@ -295,32 +367,18 @@ func (r *reader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 // SaveTiles implements tlog.TileReader: nothing is cached.
 func (r *reader) SaveTiles([]tlog.Tile, [][]byte) {}
 
-// proveEntry reads entry i from its entry bundle and proves it in the
-// tree: its RFC 6962 leaf hash (section 2.1, SHA-256(0x00 || entry)), an
-// inclusion proof from the authenticated hash tiles, checked against the
-// root.
-func (r *reader) proveEntry(hr tlog.HashReader, tree tlog.Tree, i int64) ([]byte, error) {
-	bt := tlog.Tile{H: tileHeight, L: -1, N: i >> tileHeight, W: 1 << tileHeight}
-	if last := tree.N >> tileHeight; bt.N == last {
-		bt.W = int(tree.N - last<<tileHeight)
-	}
-	data, err := r.get(tilePath(bt))
-	if err != nil {
-		return nil, err
-	}
-	entries, err := parseBundle(data, bt.W)
-	if err != nil {
-		return nil, fmt.Errorf("demo: check: %s: %w", tilePath(bt), err)
-	}
-	e := entries[i-bt.N<<tileHeight]
+// prove proves entry i, e, in the tree: its RFC 6962 leaf hash (section
+// 2.1, SHA-256(0x00 || entry)) and an inclusion proof from the
+// authenticated hash tiles, checked against the root.
+func prove(hr tlog.HashReader, tree tlog.Tree, i int64, e []byte) error {
 	proof, err := tlog.ProveRecord(tree.N, i, hr)
 	if err != nil {
-		return nil, fmt.Errorf("demo: check: entry %d: %w: %v", i, ErrInclusion, err)
+		return fmt.Errorf("demo: check: entry %d: %w: %v", i, ErrInclusion, err)
 	}
 	if err := tlog.CheckRecord(proof, tree.N, tree.Hash, i, tlog.RecordHash(e)); err != nil {
-		return nil, fmt.Errorf("demo: check: entry %d: %w: %v", i, ErrInclusion, err)
+		return fmt.Errorf("demo: check: entry %d: %w: %v", i, ErrInclusion, err)
 	}
-	return e, nil
+	return nil
 }
 
 // parseBundle splits a C2SP tlog-tiles entry bundle: want entries, each a
@@ -377,7 +435,7 @@ func parseLookup(body []byte) ([]uint64, error) {
 type keyring map[string]struct {
 	v    *attest.Verifier
 	who  string
-	role string // "coordinator", "importer", "witness", "builder"
+	role string // "coordinator", "importer", "admin", "witness", "builder"
 }
 
 func signers(lc LogCheck) (keyring, error) {
@@ -394,6 +452,9 @@ func signers(lc LogCheck) (keyring, error) {
 	}
 	add(lc.Coordinator, "coordinator", "coordinator")
 	add(lc.Importer, "importer", "importer")
+	if lc.Admin != nil {
+		add(lc.Admin, "admin", "admin")
+	}
 	for _, w := range lc.Witnesses {
 		add(w.Verdict, w.Name, "witness")
 	}
@@ -428,6 +489,8 @@ func checkEntry(data []byte, i int64, keys keyring) (CheckedEntry, error) {
 	switch v := e.Value.(type) {
 	case *attest.Verdict, *attest.Alarm:
 		role = "witness"
+	case *attest.AlarmClear:
+		role = "admin"
 	case *attest.Attestation:
 		role = "builder"
 		if v.Official {

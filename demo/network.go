@@ -114,8 +114,9 @@ type Network struct {
 	Witnesses []Witness
 	Builders  []Builder
 	SRPMs     []SRPM
-	// Importer is the Koji importer's public key.
+	// Importer is the Koji importer's public key, Admin the admin's.
 	Importer *attest.Verifier
+	Admin    *attest.Verifier
 
 	admin   *api.Client
 	srpmSrv *http.Server
@@ -239,14 +240,26 @@ func (n *Network) note(format string, a ...any) {
 // showCmd prints a command as it can be typed in the demo directory, and
 // its output.
 func (n *Network) showCmd(r cmdResult) {
-	args := slices.Clone(r.Args)
-	args[0] = "skyline"
+	args := []string{"skyline"}
+	for _, a := range r.Args[1:] {
+		args = append(args, shellQuote(a))
+	}
 	fmt.Fprintf(n.out, "   $ %s\n", strings.Join(args, " "))
 	for _, l := range strings.Split(strings.TrimRight(r.Stdout, "\n"), "\n") {
 		if l != "" {
 			fmt.Fprintf(n.out, "     %s\n", l)
 		}
 	}
+}
+
+// shellQuote quotes a word for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@+,", r))
+	}) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (n *Network) makeKeys(ctx context.Context) error {
@@ -284,6 +297,9 @@ func (n *Network) makeKeys(ctx context.Context) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	if n.Importer, err = attest.LoadVerifier(n.path("keys", keyImporter+".pub")); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if n.Admin, err = attest.LoadVerifier(n.path("keys", keyAdmin+".pub")); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	n.note("%d key pairs in %s; the log's verifier key: %s", len(gens), n.path("keys"), n.LogVKey)
@@ -465,7 +481,8 @@ func (n *Network) enrol(ctx context.Context) error {
 	admin := []string{"--server", n.LogURL, "--admin-key", "keys/" + keyAdmin + ".key"}
 	enrol := func(show bool, pub, role, operator string) error {
 		args := append([]string{"admin", "enroll"}, admin...)
-		args = append(args, "--pub", pub, "--role", role, "--operator", operator, "--contact", operator+"@example.org")
+		contact := strings.ToLower(strings.Fields(operator)[0]) + "@example.org"
+		args = append(args, "--pub", pub, "--role", role, "--operator", operator, "--contact", contact)
 		_, err := n.must(ctx, show, args...)
 		return err
 	}

@@ -27,8 +27,8 @@ type Result struct {
 	// Verify holds, per NVR, every settled `skyline verify` run: the one
 	// after its stage, then (Scenario.Alarm) the one after the alarm.
 	Verify map[string][]VerifyRun
-	// Status is the status of each builder of Scenario.Warned once it was
-	// warned (what `skyline builder status --json` prints).
+	// Status is each builder's status (what `skyline builder status
+	// --json` prints), for the builders of Scenario.Warned once warned.
 	Status map[string]*builder.Status
 	// StatusText is the same, as the command prints it.
 	StatusText map[string]string
@@ -114,7 +114,9 @@ func (n *Network) Run(ctx context.Context) (*Result, error) {
 			}
 		}
 	}
-	if err := n.notices(ctx, res); err != nil {
+	if err := n.notices(ctx, res); errors.Is(err, ErrUnexpected) {
+		problems = append(problems, err)
+	} else if err != nil {
 		return res, err
 	}
 	if err := n.audit(ctx, res); err != nil {
@@ -257,11 +259,11 @@ func (n *Network) verify(ctx context.Context, p SRPM, alarm bool) (VerifyRun, er
 }
 
 // settled reports whether a verify report is final: with alarm, that it
-// failed closed on a logged alarm; else that it decided (exit 0, 1 or 2)
+// failed closed on the alarms of every witness; else that it decided (exit 0, 1 or 2)
 // on final builds that every witness's verdict covers.
 func settled(vj verifyJSON, alarm bool, witnesses int) bool {
 	if alarm {
-		return vj.Exit == ExitVerification && len(vj.Alarms) > 0
+		return vj.Exit == ExitVerification && len(vj.Alarms) >= witnesses
 	}
 	if vj.Exit == ExitVerification || len(vj.Builds) == 0 {
 		return false
@@ -309,7 +311,22 @@ func (n *Network) notices(ctx context.Context, res *Result) error {
 		}
 		res.StatusText[b.Operator] = r.Stdout
 	}
-	return nil
+	// An honest builder is never an outlier, let alone warned.
+	var problems []error
+	for _, b := range n.Builders {
+		if b.Malicious {
+			continue
+		}
+		st, err := builder.ReadStatus(b.StateDir, 10)
+		if err != nil {
+			return fmt.Errorf("demo: builder %s: %w", b.Operator, err)
+		}
+		res.Status[b.Operator] = st
+		if st.Warning != "" || st.Counters.Outliers > 0 {
+			problems = append(problems, fmt.Errorf("demo: honest builder %s: %d outlier notices, warning %q: %w", b.Operator, st.Counters.Outliers, st.Warning, ErrUnexpected))
+		}
+	}
+	return errors.Join(problems...)
 }
 
 // audit replays the whole log with `skyline audit`.
@@ -365,6 +382,10 @@ func (n *Network) compareVerdicts(cl *CheckedLog, out io.Writer) error {
 	note := func(format string, a ...any) { fmt.Fprintf(out, "   "+format+"\n", a...) }
 	note("checkpoint %s size %d root %s", Origin, cl.Size, cl.Root)
 	note("signed by the log key, cosigned by %s", strings.Join(cl.Cosigners, ", "))
+	note("all %d entries read from the entry bundles, each proven in the tree over the hash tiles and signed by a key allowed to make it", len(cl.All))
+	if a := cl.Alarms(); len(a) > 0 {
+		note("%d circuit-breaker alarm entries, the first at index %d by %s", len(a), a[0].Index, a[0].Signer)
+	}
 	var problems []error
 	if len(cl.Cosigners) < n.cfg.Scenario.WitnessQuorum {
 		problems = append(problems, fmt.Errorf("demo: checkpoint cosigned by %v, want %d witnesses: %w", cl.Cosigners, n.cfg.Scenario.WitnessQuorum, ErrUnexpected))
@@ -374,7 +395,7 @@ func (n *Network) compareVerdicts(cl *CheckedLog, out io.Writer) error {
 		for w, v := range cl.VerdictsBy(p.NVR) {
 			byWitness[w] = v.Verdict
 		}
-		note("%-16s %3d entries proven in the tree and signed by allowed keys; latest verdicts: %v", p.NVR, len(cl.Entries[p.NVR]), byWitness)
+		note("%-16s %3d entries in the lookup index, none hidden; latest verdicts: %v", p.NVR, len(cl.Entries[p.NVR]), byWitness)
 		for _, w := range n.Witnesses {
 			if got := byWitness[w.Name]; got != p.Want {
 				problems = append(problems, fmt.Errorf("demo: %s: %s's latest verdict entry is %q, want %q: %w", p.NVR, w.Name, got, p.Want, ErrUnexpected))
@@ -387,7 +408,7 @@ func (n *Network) compareVerdicts(cl *CheckedLog, out io.Writer) error {
 // LogCheck returns what CheckLog needs to check this network's log: the
 // log's key and every key allowed to sign its entries.
 func (n *Network) LogCheck() LogCheck {
-	lc := LogCheck{URL: n.LogURL, Origin: Origin, LogVKey: n.LogVKey, Coordinator: n.Coordinator, Importer: n.Importer}
+	lc := LogCheck{URL: n.LogURL, Origin: Origin, LogVKey: n.LogVKey, Coordinator: n.Coordinator, Importer: n.Importer, Admin: n.Admin}
 	for _, w := range n.Witnesses {
 		lc.Witnesses = append(lc.Witnesses, CheckWitness{Name: w.Name, CosignVKey: w.CosignVKey, Verdict: w.VerdictKey})
 	}
