@@ -174,11 +174,12 @@ type logFollower struct {
 	submit Submitter
 	coord  *attest.Verifier
 
-	mu   sync.Mutex // guards what follows; held by step and notices
-	fold *Fold
-	rep  *Reputation
-	brk  *Breaker
-	aux  auxState
+	catchUp sync.Mutex // one catch-up at a time
+	mu      sync.Mutex // guards what follows; held per batch, so notices stay served
+	fold    *Fold
+	rep     *Reputation
+	brk     *Breaker
+	aux     auxState
 }
 
 // auxState is the part of the persisted state that is the daemon's own.
@@ -338,10 +339,12 @@ type fetched struct {
 // checkpoint not folded yet, then persists the state. Entry bundles are
 // fetched one batch ahead of the verification.
 func (lf *logFollower) CatchUp(ctx context.Context) error {
+	lf.catchUp.Lock()
+	defer lf.catchUp.Unlock()
 	cp := lf.w.Latest()
 	lf.mu.Lock()
-	defer lf.mu.Unlock()
 	start := lf.fold.Next()
+	lf.mu.Unlock()
 	if start >= cp.Size {
 		return nil
 	}
@@ -374,8 +377,12 @@ func (lf *logFollower) CatchUp(ctx context.Context) error {
 			ferr = b.err
 			break
 		}
+		lf.mu.Lock()
 		lf.process(b.start, b.entries, cp.Size)
+		lf.mu.Unlock()
 	}
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
 	if err := lf.save(); err != nil {
 		return errors.Join(ferr, err)
 	}
@@ -391,7 +398,7 @@ type item struct {
 }
 
 // process verifies and folds the entries at start.. of the tree of
-// treeSize: parse and verify in parallel, fold in order.
+// treeSize: parse and verify in parallel, fold in order. Callers hold mu.
 func (lf *logFollower) process(start uint64, raws [][]byte, treeSize uint64) {
 	items := make([]item, len(raws))
 	fanOut(len(raws), func(i int) {
