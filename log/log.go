@@ -46,6 +46,7 @@ var (
 	keyCheckpoint = []byte("c") // the latest signed checkpoint note
 )
 
+// hasher is the RFC 6962 section 2.1 tree hash (leaf prefix 0x00, node 0x01).
 var hasher = rfc6962.DefaultHasher
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
@@ -294,7 +295,7 @@ func (l *Log) Add(ctx context.Context, entry []byte) (AddResult, error) {
 		return AddResult{}, fmt.Errorf("%w: size %d not in 1..%d", ErrInvalidEntry, len(entry), l.cfg.MaxEntrySize)
 	}
 	r := &request{entry: bytes.Clone(entry), done: make(chan struct{})}
-	r.leaf = hasher.HashLeaf(r.entry)
+	r.leaf = hasher.HashLeaf(r.entry) // RFC 6962 section 2.1: SHA-256(0x00 || entry)
 	if l.cfg.Indexer == nil {
 		r.dedupKey = leafKey(r.leaf)
 	} else {

@@ -85,7 +85,7 @@ func (r *tileReader) rangeAt(size uint64) (*compact.Range, error) {
 }
 
 func rootOf(rng *compact.Range) ([]byte, error) {
-	if rng.End() == 0 {
+	if rng.End() == 0 { // RFC 6962 section 2.1: MTH({}) = SHA-256()
 		return hasher.EmptyRoot(), nil
 	}
 	return rng.GetRootHash(nil)
