@@ -236,15 +236,18 @@ func (v *verifier) run(ctx context.Context, req VerifyRequest) error {
 	if err != nil {
 		return err
 	}
-	rec := newRecorder()
-	for _, ie := range entries {
-		rec.add(ie.index, ie.e)
+	fd, err := v.fold(entries)
+	if err != nil {
+		return err
 	}
-	if err := v.alarms(entries); err != nil {
+	if err := v.alarms(fd.alarms); err != nil {
 		return err
 	}
 	var builds []attest.BuildID
-	for b := range rec.builds {
+	for b, bs := range fd.builds {
+		if bs.entries == 0 {
+			continue // only verdicts
+		}
 		if b.NVR == req.NVR && (req.Arch == "" || b.Arch == req.Arch) {
 			builds = append(builds, b)
 		}
@@ -257,7 +260,7 @@ func (v *verifier) run(ctx context.Context, req VerifyRequest) error {
 	})
 	var errs []error
 	for _, b := range builds {
-		br, err := v.build(rec, b)
+		br, err := v.build(fd, b)
 		v.rep.Builds = append(v.rep.Builds, br)
 		if err != nil {
 			errs = append(errs, err)
@@ -385,7 +388,7 @@ func (v *verifier) gather(ctx context.Context, nvr string) ([]indexed, error) {
 	}
 	slices.SortFunc(got, func(a, b indexed) int { return cmp.Compare(a.index, b.index) })
 	got = slices.CompactFunc(got, func(a, b indexed) bool { return a.index == b.index })
-	return v.authorize(got)
+	return got, nil
 }
 
 // scanKinds are the payload types scan collects.
@@ -496,102 +499,106 @@ func (v *verifier) fetch(ctx context.Context, idx []uint64) ([]indexed, error) {
 	return out, nil
 }
 
-// authorize checks every entry's signature and signer, in log order, and
-// returns those that count: coordinator entries signed by the coordinator,
-// results and official builds signed by keys enrolled for it, verdicts of
-// policy witnesses, alarms of witnesses, clears of admins. Entries of
-// other kinds of signers that the lookup returned are dropped, except that
-// a bad signature or a coordinator entry signed by another key fails.
-func (v *verifier) authorize(in []indexed) ([]indexed, error) {
-	coordV := v.pol.coordinator
-	enrolled := map[string]*attest.Enrolment{}
-	enrolledAt := map[string]uint64{}
-	revokedAt := map[string]uint64{}
-	active := func(kid, role string, at uint64) (*attest.Verifier, bool) {
-		en, ok := enrolled[kid]
-		if !ok || en.Role != role || enrolledAt[kid] >= at {
-			return nil, false
+// folded is what verify folded: the witness's Fold over the entries it
+// read (the others skipped), and per build the entries seen and the
+// policy witnesses' verdicts.
+type folded struct {
+	fold   *Fold
+	builds map[attest.BuildID]*buildSeen
+	// alarms are the alarm and alarm-clear entries whose signers may make
+	// them.
+	alarms []indexed
+}
+
+type buildSeen struct {
+	entries  int
+	last     uint64 // the largest index of an entry about the build
+	verdicts []verdictAt
+}
+
+// verdictAt is a verdict entry of a policy witness.
+type verdictAt struct {
+	Index   uint64
+	KeyID   string
+	Verdict *attest.Verdict
+}
+
+// fold checks every entry's signature and signer and folds it, in log
+// order, with the witness's own Fold (the entries verify did not read are
+// skipped), so that verify builds the records the witnesses build. The
+// signer of an entry is the one Fold.Signer names: the coordinator for
+// coordinator entries (any other signer fails), an enrolled key of the
+// entry's role otherwise (entries of other signers are not counted, and
+// reported). A bad signature fails.
+func (v *verifier) fold(in []indexed) (*folded, error) {
+	f := &folded{fold: NewFold(v.pol.coordinator), builds: map[attest.BuildID]*buildSeen{}}
+	// The report names the RPMs that differ.
+	f.fold.KeepSubjects = true
+	fd := f.fold
+	seen := func(b attest.BuildID, i uint64) {
+		bs := f.builds[b]
+		if bs == nil {
+			bs = &buildSeen{}
+			f.builds[b] = bs
 		}
-		if r, ok := revokedAt[kid]; ok && r < at {
-			return nil, false
-		}
-		ver, err := attest.ParsePublicPEM([]byte(en.PublicKey))
-		if err != nil {
-			return nil, false
-		}
-		return ver, true
+		bs.entries++
+		bs.last = max(bs.last, i)
 	}
-	var out []indexed
+	leaseBuild := map[string]attest.BuildID{}
 	for _, ie := range in {
 		e, i := ie.e, ie.index
-		switch val := e.Value.(type) {
-		case *attest.Enrolment, *attest.Revocation, *attest.Job, *attest.Lease, *attest.LeaseEnd, *attest.JobClose:
-			if err := e.Verify(coordV); err != nil {
-				return nil, fmt.Errorf("witness: verify: %s entry %d not signed by the coordinator: %w: %w", e.PayloadType, i, ErrBadEntry, err)
-			}
-			switch val := val.(type) {
-			case *attest.Enrolment:
-				if _, dup := enrolled[val.KeyID]; !dup {
-					enrolled[val.KeyID], enrolledAt[val.KeyID] = val, i
-				}
-			case *attest.Revocation:
-				if _, dup := revokedAt[val.KeyID]; !dup {
-					revokedAt[val.KeyID] = i
-				}
-			}
-		case *attest.Attestation:
-			role := attest.RoleBuilder
-			if val.Official {
-				role = attest.RoleImporter
-			}
-			ver, ok := active(e.KeyID, role, i)
-			if !ok {
-				v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("entry %d: signer %s is not an enrolled, unrevoked %s in what the log returned; not counted", i, e.KeyID, role))
-				continue
-			}
-			if err := e.Verify(ver); err != nil {
-				return nil, fmt.Errorf("witness: verify: attestation %d: %w: %w", i, ErrBadEntry, err)
-			}
-		case *attest.Verdict:
-			ver, _, ok := v.pol.verdictVerifier(e.KeyID)
-			if !ok {
-				continue // a witness this policy does not trust
-			}
-			if err := e.Verify(ver); err != nil {
-				return nil, fmt.Errorf("witness: verify: verdict %d: %w: %w", i, ErrBadEntry, err)
-			}
-		case *attest.Alarm:
-			ver, ok := active(e.KeyID, attest.RoleWitness, i)
-			if !ok {
-				if pv, _, isPol := v.pol.verdictVerifier(e.KeyID); isPol {
-					ver, ok = pv, true
-				} else if e.KeyID == coordV.KeyID() {
-					ver, ok = coordV, true
-				}
-			}
-			if !ok {
-				v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("alarm %d: signer %s is not a witness; ignored", i, e.KeyID))
-				continue
-			}
-			if err := e.Verify(ver); err != nil {
-				return nil, fmt.Errorf("witness: verify: alarm %d: %w: %w", i, ErrBadEntry, err)
-			}
-		case *attest.AlarmClear:
-			ver, ok := active(e.KeyID, attest.RoleAdmin, i)
-			if !ok && e.KeyID == coordV.KeyID() {
-				ver, ok = coordV, true
-			}
-			if !ok {
-				v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("alarm clear %d: signer %s is not an admin; ignored", i, e.KeyID))
-				continue
-			}
-			if err := e.Verify(ver); err != nil {
-				return nil, fmt.Errorf("witness: verify: alarm clear %d: %w: %w", i, ErrBadEntry, err)
+		for fd.Next() < i {
+			if err := fd.Skip(fd.Next()); err != nil {
+				return nil, fmt.Errorf("witness: verify: %w", err)
 			}
 		}
-		out = append(out, ie)
+		ver, _, err := fd.Signer(e, nil)
+		if err != nil {
+			if coordinatorKind(e.PayloadType) {
+				return nil, fmt.Errorf("witness: verify: entry %d: %w: %w", i, ErrBadEntry, err)
+			}
+			v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("entry %d not counted: %v", i, err))
+			if err := fd.Skip(i); err != nil {
+				return nil, fmt.Errorf("witness: verify: %w", err)
+			}
+			continue
+		}
+		if err := e.Verify(ver); err != nil {
+			return nil, fmt.Errorf("witness: verify: entry %d: %w: %w", i, ErrBadEntry, err)
+		}
+		ch, err := fd.Apply(i, e)
+		if err != nil {
+			v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("entry %d not folded: %v", i, err))
+			continue
+		}
+		switch val := e.Value.(type) {
+		case *attest.Job:
+			seen(val.Build, i)
+		case *attest.Lease:
+			seen(val.Build, i)
+			leaseBuild[val.LeaseID] = val.Build
+		case *attest.LeaseEnd:
+			if b, ok := leaseBuild[val.LeaseID]; ok {
+				seen(b, i)
+			}
+		case *attest.JobClose:
+			seen(val.Build, i)
+		case *attest.Attestation:
+			seen(val.Build, i)
+		case *attest.Alarm, *attest.AlarmClear:
+			f.alarms = append(f.alarms, ie)
+		}
+		if ch.Verdict != nil {
+			if _, _, ok := v.pol.verdictVerifier(e.KeyID); ok {
+				if f.builds[ch.Verdict.Build] == nil {
+					f.builds[ch.Verdict.Build] = &buildSeen{}
+				}
+				bs := f.builds[ch.Verdict.Build]
+				bs.verdicts = append(bs.verdicts, verdictAt{Index: i, KeyID: e.KeyID, Verdict: ch.Verdict})
+			}
+		}
 	}
-	return out, nil
+	return f, nil
 }
 
 // alarms fails closed while an alarm is logged and no later clearing
@@ -620,22 +627,17 @@ func (v *verifier) alarms(entries []indexed) error {
 
 // build recomputes one build's agreement and checks it against the policy
 // witnesses' verdicts.
-func (v *verifier) build(rec *recorder, b attest.BuildID) (BuildReport, error) {
-	r, bad := rec.record(b)
+func (v *verifier) build(fd *folded, b attest.BuildID) (BuildReport, error) {
+	r, _ := fd.fold.Record(b)
+	r.Build = b
 	o, err := Agree(r, *v.pol.Agreement)
 	if err != nil {
 		return BuildReport{Build: b, Verdict: StatusVerificationFailed}, fmt.Errorf("witness: verify %v: %w: %w", b, ErrBadEntry, err)
 	}
 	br := reportOf(o)
-	for _, x := range bad {
-		br.Ignored = append(br.Ignored, IgnoredRef{Index: x.Index, KeyID: x.KeyID, Reason: x.Err.Error()})
-	}
-	acc := rec.builds[b]
-	br.Entries = len(acc.seen)
-	var last uint64
-	for _, i := range acc.seen {
-		last = max(last, i)
-	}
+	acc := fd.builds[b]
+	br.Entries = acc.entries
+	last := acc.last
 	// The latest verdict of each policy witness.
 	latest := map[string]verdictAt{}
 	for _, va := range acc.verdicts {
