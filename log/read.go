@@ -37,9 +37,9 @@ func (l *Log) ReadPath(ctx context.Context, path string) ([]byte, error) {
 }
 
 // readTile returns tile p of the tree of the given size. C2SP tlog-tiles,
-// "Partial tiles": a tile of width W < 256 is served only while the tree
-// has exactly that many nodes in it; since tile contents never change, the
-// first W hashes of a fuller stored tile are the same bytes.
+// partial tiles: a width-W tile holds the first W hashes of its full tile;
+// since stored tile contents never change, any width the tree covers is
+// served as a prefix of the stored tile.
 func (l *Log) readTile(p TilePath, size uint64) ([]byte, error) {
 	count := size // nodes on the tile's level (C2SP tlog-tiles: level L holds tree level 8L)
 	for i := uint8(0); i < p.Level && count > 0; i++ {
