@@ -38,7 +38,7 @@ unit: deps
 test: lint unit
 
 demo: deps build
-	@./scripts/demo
+	@GO=$(GO) BIN=$(BIN) ./scripts/demo
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) $(PKGS)

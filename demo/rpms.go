@@ -74,9 +74,15 @@ func rebuild(ctx context.Context, srpm, buildPath, work, outDir string, knobs ma
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
-	argv := []string{"unshare", "--mount", "--propagation", "private", "sh", "-ec",
+	argv := []string{"unshare"}
+	if os.Geteuid() != 0 {
+		// As the backend does: an unprivileged user may make a mount
+		// namespace inside a user namespace of its own.
+		argv = append(argv, "--user", "--map-root-user")
+	}
+	argv = append(argv, "--mount", "--propagation", "private", "sh", "-ec",
 		`mount --bind "$1" "$2"; shift 2; exec "$@"`, "demo-build", top, buildPath,
-		"rpmbuild", "--rebuild", "--nodeps"}
+		"rpmbuild", "--rebuild", "--nodeps")
 	for _, k := range sortedKeys(knobs) {
 		argv = append(argv, "--define", k+" "+knobs[k])
 	}

@@ -39,13 +39,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", "", "work directory, empty or new (default: a new directory under $TMPDIR, removed unless --keep or a failure)")
 	keep := fs.Bool("keep", false, "keep the work directory (keys, configs, state, process logs)")
 	timeout := fs.Duration("timeout", 3*time.Minute, "give up on any one wait (builds of a stage, verdicts, notices) after this long")
+	scenario := fs.String("scenario", "demo", "demo (one malicious builder, one package per verdict) or breaker (four malicious builders trip the circuit breaker)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, `usage: skyline-demo [--skyline bin/skyline] [--root .] [--dir D] [--keep]
+		fmt.Fprintf(stderr, `usage: skyline-demo [--skyline bin/skyline] [--root .] [--dir D] [--keep] [--scenario demo|breaker]
 
 Runs a whole skyline network on this machine with real processes (see
 README.md, "make demo"): one skyline serve, three skyline witness, ten
 skyline builder (rpmbuild backend; mallory's is malicious), five packages,
-skyline verify on each, mallory's notice, skyline audit. Needs rpmbuild,
+skyline verify on each, mallory's notice, skyline audit. --scenario
+breaker runs the end-to-end test's second network instead: four builders
+turn malicious, the witnesses' circuit breaker trips and skyline verify
+fails closed (exit 3). Needs rpmbuild,
 rpm, unshare and mount, and root or unprivileged user namespaces.
 
 Exit status: 0 every result as expected, 1 a result differs or the network
@@ -63,6 +67,16 @@ Flags:
 	}
 	if fs.NArg() != 0 {
 		fs.Usage()
+		return 2
+	}
+	var sc demo.Scenario
+	switch *scenario {
+	case "demo":
+		sc = demo.DemoScenario()
+	case "breaker":
+		sc = demo.BreakerScenario()
+	default:
+		fmt.Fprintf(stderr, "skyline-demo: unknown scenario %q (demo, breaker)\n", *scenario)
 		return 2
 	}
 	abs := func(p string) string {
@@ -89,7 +103,7 @@ Flags:
 
 	out := &lineWriter{w: stdout, tty: isTTY(stdout)}
 	start := time.Now()
-	fmt.Fprintf(out, "skyline demo: a whole network on this machine, work directory %s\n", work)
+	fmt.Fprintf(out, "skyline demo (scenario %s): a whole network on this machine, work directory %s\n", sc.Name, work)
 	fmt.Fprintf(out, "policy: the default (quorum 5 operators of 10 leases, official build must match) but max dissent 0:\n")
 	fmt.Fprintf(out, "        under the default max dissent 1 one altered result is tolerated (reproduced, outlier named);\n")
 	fmt.Fprintf(out, "        with 0, the demo's single malicious builder makes the packages it altered disputed.\n")
@@ -97,7 +111,7 @@ Flags:
 		Skyline:  abs(*skyline),
 		Root:     abs(*root),
 		Dir:      abs(work),
-		Scenario: demo.DemoScenario(),
+		Scenario: sc,
 		Out:      out,
 		Progress: out.progress,
 		Timeout:  *timeout,
