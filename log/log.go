@@ -651,8 +651,17 @@ func (l *Log) barrier(ctx context.Context, fn func() error) error {
 	case <-l.ctx.Done():
 		return ErrClosed
 	}
-	<-r.done
-	return r.err
+	select {
+	case <-r.done:
+		return r.err
+	case <-l.done:
+		select {
+		case <-r.done:
+			return r.err
+		default:
+			return ErrClosed
+		}
+	}
 }
 
 // Size returns the durable, integrated tree size and its root hash.
