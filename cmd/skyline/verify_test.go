@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/log"
+	"github.com/fedora-skyline/skyline/witness"
+)
+
+func runVCmd(t *testing.T, fn func([]string, io.Writer, io.Writer) int, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := fn(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// TestVerifyUsage: help, missing arguments and bad policies are usage
+// errors (4); --help is 0 and documents the exit codes.
+func TestVerifyUsage(t *testing.T) {
+	code, _, stderr := runVCmd(t, runVerify, "--help")
+	if code != exitOK || !strings.Contains(stderr, "3  verification failure") {
+		t.Fatalf("--help: %d %q", code, stderr)
+	}
+	policy := filepath.Join("..", "..", "testdata", "policy.example.toml")
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(bad, []byte("witness_quorum = 1\nunknown = 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{},
+		{"hello-1.0-1"},
+		{"--policy", policy},
+		{"hello-1.0-1", "--policy", filepath.Join(t.TempDir(), "missing.toml")},
+		{"hello-1.0-1", "--policy", bad},
+		{"hello-1.0-1", "--policy", policy, "extra"},
+		{"--policy", policy, "../etc/passwd", "--log", "http://127.0.0.1:1"},
+		{"--bogus"},
+	} {
+		if code, _, stderr := runVCmd(t, runVerify, args...); code != witness.ExitUsage {
+			t.Errorf("%q: exit %d, want 4 (%s)", args, code, stderr)
+		}
+	}
+}
+
+// TestVerifyUnreachable: a log that cannot be reached is a verification
+// failure (3), with the NVR before or after the flags, and the JSON report
+// says so.
+func TestVerifyUnreachable(t *testing.T) {
+	policy := filepath.Join("..", "..", "testdata", "policy.example.toml")
+	for _, args := range [][]string{
+		{"hello-1.0-1", "--policy", policy, "--log", "http://127.0.0.1:1", "--json"},
+		{"--policy", policy, "--log", "http://127.0.0.1:1", "--json", "hello-1.0-1"},
+	} {
+		code, stdout, stderr := runVCmd(t, runVerify, args...)
+		if code != witness.ExitVerification {
+			t.Fatalf("%q: exit %d (%s)", args, code, stderr)
+		}
+		var rep struct {
+			NVR    string `json:"nvr"`
+			Status string `json:"status"`
+			Exit   int    `json:"exit"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+			t.Fatalf("%q: %v in %q", args, err, stdout)
+		}
+		if rep.NVR != "hello-1.0-1" || rep.Status != witness.StatusVerificationFailed || rep.Exit != 3 {
+			t.Fatalf("%q: report %+v", args, rep)
+		}
+	}
+}
+
+// auditLog makes a small real log (coordinator enrolments and a job),
+// exports it as static tlog-tiles files and serves them with a plain file
+// server: all the audit needs.
+func auditLog(t *testing.T, entries int) (url, vkey string, add func(int)) {
+	t.Helper()
+	coord, err := attest.GenerateKey(attest.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := coord.NoteSigner("log.audit.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkey, err = attest.NoteVerifierKey("log.audit.test", coord.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := log.Open(context.Background(), log.Config{Dir: t.TempDir(), Origin: "log.audit.test", Signer: ns, CheckpointInterval: 2 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	dir := t.TempDir()
+	n := 0
+	add = func(k int) {
+		for range k {
+			key, err := attest.GenerateKey(attest.KeyEd25519)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, err := attest.Sign(coord, attest.PayloadEnrolment, &attest.Enrolment{KeyID: key.KeyID(), PublicKey: string(key.PublicPEM()), Role: attest.RoleBuilder, Operator: "op" + strconv.Itoa(n), Contact: "x@example.org", Since: time.Now()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Add(context.Background(), env); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		if _, err := l.WaitCheckpoint(context.Background(), uint64(n)); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Export(context.Background(), dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(entries)
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	t.Cleanup(srv.Close)
+	return srv.URL, vkey, add
+}
+
+// TestAuditCommand: a clean log audits to 0 with its state saved, a
+// resumed audit replays only the new entries, and bad usage is 4.
+func TestAuditCommand(t *testing.T) {
+	url, vkey, add := auditLog(t, 5)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "log.vkey")
+	if err := os.WriteFile(keyFile, []byte(vkey+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "audit.state")
+	code, stdout, stderr := runVCmd(t, runAudit, "--log", url, "--pub", keyFile, "--save", state)
+	if code != exitOK || !strings.Contains(stdout, "replayed entries 0..5 (5)") || !strings.Contains(stdout, "root recomputed: true") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "audit: 5/5 entries") {
+		t.Errorf("no plain progress line on a non-terminal: %q", stderr)
+	}
+	add(3)
+	code, stdout, stderr = runVCmd(t, runAudit, "--log", url, "--pub", vkey, "--from", state, "--json")
+	var rep witness.AuditReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || code != exitOK {
+		t.Fatalf("exit %d, %v\n%s\n%s", code, err, stdout, stderr)
+	}
+	if rep.From != 5 || rep.To != 8 || rep.Entries != 3 || !rep.RootMatches {
+		t.Fatalf("resumed report %+v", rep)
+	}
+	for _, args := range [][]string{
+		{},
+		{"--log", url},
+		{"--log", url, "--pub", "not-a-key"},
+		{"--log", url, "--pub", vkey, "--from", filepath.Join(dir, "missing")},
+		{"--log", url, "--pub", vkey, "extra"},
+	} {
+		if code, _, stderr := runVCmd(t, runAudit, args...); code != witness.ExitUsage {
+			t.Errorf("%q: exit %d, want 4 (%s)", args, code, stderr)
+		}
+	}
+	if code, _, stderr := runVCmd(t, runAudit, "--log", "http://127.0.0.1:1", "--pub", vkey); code != witness.ExitVerification {
+		t.Errorf("unreachable log: exit %d (%s)", code, stderr)
+	}
+}
