@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/fedora-skyline/skyline/attest"
@@ -67,6 +68,29 @@ func FuzzSubmit(f *testing.F) {
 			if after, _ := e.log.Size(); after != before {
 				t.Fatalf("%s: refused with %s, but the tree grew from %d to %d", path, eb.Code, before, after)
 			}
+		}
+	})
+}
+
+// FuzzCheckpointSize checks the parsers of numbers from outside (query
+// parameters, a checkpoint's size line): what they accept is canonical
+// decimal and prints back to the same text.
+func FuzzCheckpointSize(f *testing.F) {
+	seeds, _ := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzCheckpointSize", "*"))
+	if len(seeds) < 3 {
+		f.Fatalf("%d seeds in testdata/fuzz/FuzzCheckpointSize", len(seeds))
+	}
+	f.Fuzz(func(t *testing.T, note []byte) {
+		size, err := CheckpointSize(note)
+		if err != nil {
+			return
+		}
+		line := bytes.SplitN(note, []byte("\n"), 3)[1]
+		if strconv.FormatUint(size, 10) != string(line) {
+			t.Fatalf("accepted size line %q as %d", line, size)
+		}
+		if n, err := parseUint("n", string(line)); err != nil || n != size {
+			t.Fatalf("parseUint(%q) = %d, %v", line, n, err)
 		}
 	})
 }
