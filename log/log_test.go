@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 )
@@ -648,5 +649,39 @@ func TestCloseWhileAdding(t *testing.T) {
 	}
 	if len(acked) < 50 {
 		t.Fatalf("only %d acks before Close", len(acked))
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := testConfig(t, newTestKey(t))
+	cfg.Registerer = reg
+	l := openLog(t, cfg)
+	fill(t, l, 0, 40)
+	add(t, l, entryN(3)) // a duplicate
+	waitCheckpoint(t, l, 40)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		switch {
+		case m.GetCounter() != nil:
+			got[mf.GetName()] = m.GetCounter().GetValue()
+		case m.GetGauge() != nil:
+			got[mf.GetName()] = m.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{"skyline_log_entries_total": 40, "skyline_log_duplicates_total": 1, "skyline_log_tree_size": 40, "skyline_log_checkpoint_size": 40, "skyline_log_alarm": 0}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	cfg.Dir = t.TempDir()
+	if _, err := Open(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "register metrics") {
+		t.Errorf("a second log registering the same metrics: %v, want a registration error", err)
 	}
 }
