@@ -337,7 +337,7 @@ func (b *Broker) CloseConnections(reason string) error {
 	if _, err := os.Stat(ctl); err != nil {
 		ctl = "rabbitmqctl"
 	}
-	cmd := exec.Command(ctl, "close_all_connections", reason)
+	cmd := exec.Command(ctl, "close_all_connections", "--global", reason)
 	cmd.Env = b.env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
