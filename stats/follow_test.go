@@ -202,7 +202,9 @@ func TestFollowSavesState(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "stats.json")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- tr.Follow(ctx, src, FollowConfig{Interval: time.Millisecond, StatePath: path, SaveEvery: time.Hour}) }()
+	go func() {
+		done <- tr.Follow(ctx, src, FollowConfig{Interval: time.Millisecond, StatePath: path, SaveEvery: time.Hour})
+	}()
 	<-src.ready
 	cancel()
 	if err := <-done; err != nil {
