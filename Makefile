@@ -18,6 +18,7 @@ build:
 # deps installs the system tools the tests and the demo run for real.
 deps:
 	@./scripts/need rpmbuild rpm
+	@./scripts/need rabbitmq-server rabbitmq-server
 	@./scripts/need chromium chromium
 
 fmt-check:
