@@ -2,6 +2,7 @@ package witness
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -264,4 +265,65 @@ func TestAuditBreaker(t *testing.T) {
 	if !strings.Contains(string(st2.Breaker), "outlier") {
 		t.Errorf("breaker state does not keep the alarm: %s", st2.Breaker)
 	}
+}
+
+// fuzzAuditKey is a fixed log key, so that seed states stay valid.
+func fuzzAuditKey(t testing.TB) (*attest.Signer, string) {
+	t.Helper()
+	s, err := attest.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkey, err := attest.NoteVerifierKey("log.fuzz.test", s.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, vkey
+}
+
+// fuzzAuditSeed is a valid state of an empty log's audit.
+func fuzzAuditSeed(t testing.TB) []byte {
+	s, _ := fuzzAuditKey(t)
+	ns, err := s.NoteSigner("log.fuzz.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := EmptyTree("log.fuzz.test")
+	cp, err := note.Sign(&note.Note{Text: string(fmtlog.Checkpoint{Origin: "log.fuzz.test", Size: 0, Hash: empty.Hash[:]}.Marshal())}, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fold, _ := NewFold(s.Verifier()).MarshalJSON()
+	br, _ := NewBreaker(DefaultBreakerConfig())
+	bj, _ := br.MarshalJSON()
+	st, _ := json.Marshal(AuditState{Checkpoint: string(cp), Fold: fold, Breaker: bj, Counts: map[string]int{}})
+	return st
+}
+
+// FuzzAuditState: a saved state is restored only when it is consistent;
+// anything else is ErrState, never a panic.
+func FuzzAuditState(f *testing.F) {
+	s, vkey := fuzzAuditKey(f)
+	lv, err := note.NewVerifier(vkey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(fuzzAuditSeed(f))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var st AuditState
+		if json.Unmarshal(data, &st) != nil {
+			return
+		}
+		a := &auditor{cfg: AuditConfig{Origin: "log.fuzz.test"}, fold: NewFold(s.Verifier())}
+		var cp Checkpoint
+		if err := a.restore(&st, lv, &cp); err != nil {
+			if !errors.Is(err, ErrState) {
+				t.Fatalf("error %v is not ErrState", err)
+			}
+			return
+		}
+		if a.fold.Next() != st.Next || a.rng.End() != st.Next || cp.Size < st.Next || a.br == nil {
+			t.Fatalf("restored an inconsistent state: fold %d range %d checkpoint %d next %d", a.fold.Next(), a.rng.End(), cp.Size, st.Next)
+		}
+	})
 }
