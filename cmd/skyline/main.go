@@ -41,10 +41,7 @@ var commands = map[string]command{
 	"verify":  {"the release gate: is an NVR reproduced? (exit 0 yes, 1 no, 2 undecided, 3 verification failure)", runVerify},
 	"audit":   {"replay a whole log: root, signatures, verdicts and breaker re-derived", runAudit},
 	"witness": {"the witness daemon: follow logs, refuse forks, cosign checkpoints, sign verdicts", runWitness},
-
-	// Fedora's side (docs/fedora.md).
-	"koji-listen":  {"import Koji builds: fedora-messaging listener + poller (enqueue jobs, log official builds)", runKojiListen},
-	"koji-publish": {"publish final verdicts from the log to ResultsDB (Greenwave gates on them)", runKojiPublish},
+	"stats":   {"the stats tracker: BOINC-style leaderboard of a log, from its public tiles (--log URL --pub K)", runStats},
 }
 
 func main() {
