@@ -42,6 +42,10 @@ var commands = map[string]command{
 	"audit":   {"replay a whole log: root, signatures, verdicts and breaker re-derived", runAudit},
 	"witness": {"the witness daemon: follow logs, refuse forks, cosign checkpoints, sign verdicts", runWitness},
 	"stats":   {"the stats tracker: BOINC-style leaderboard of a log, from its public tiles (--log URL --pub K)", runStats},
+
+	// Fedora's side (docs/fedora.md).
+	"koji-listen":  {"import Koji builds: fedora-messaging listener + poller (enqueue jobs, log official builds)", runKojiListen},
+	"koji-publish": {"publish final verdicts from the log to ResultsDB (Greenwave gates on them)", runKojiPublish},
 }
 
 func main() {
