@@ -159,6 +159,15 @@ func TestAuditResume(t *testing.T) {
 	if !bytes.Equal(st2.Fold, stFull.Fold) || !bytes.Equal(st2.Breaker, stFull.Breaker) || st2.Verdicts != stFull.Verdicts || st2.Discrepancies != stFull.Discrepancies {
 		t.Fatalf("resumed state differs from a full replay")
 	}
+	// A state whose recomputed tree was tampered with ends in a root that
+	// is not the checkpoint's.
+	forged := prev
+	forged.Range = slices.Clone(prev.Range)
+	forged.Range[0] = bytes.Clone(forged.Range[0])
+	forged.Range[0][0] ^= 1
+	if rep, _, err := n.audit(t, &forged, nil); !errors.Is(err, ErrRootMismatch) || AuditExit(rep, err) != ExitVerification {
+		t.Fatalf("forged range: %v", err)
+	}
 	// A state whose fold was tampered with is refused.
 	bad := prev
 	bad.Next++
