@@ -139,9 +139,19 @@ func (f *Fetcher) fetchOnce(ctx context.Context, rawURL string, want []byte, des
 	if err != nil {
 		return false, fmt.Errorf("builder: fetch %s: %w: %w", rawURL, ErrURL, err)
 	}
-	resp, err := f.Client.Do(req)
+	// Redirects must obey the same rule as the URL itself: an https URL
+	// must not lead to a plaintext download.
+	c := *f.Client
+	c.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return fmt.Errorf("builder: more than 10 redirects: %w", ErrURL)
+		}
+		_, err := CheckSRPMURL(r.URL.String())
+		return err
+	}
+	resp, err := c.Do(req)
 	if err != nil {
-		return true, fmt.Errorf("builder: fetch %s: %w", rawURL, err)
+		return !errors.Is(err, ErrURL), fmt.Errorf("builder: fetch %s: %w", rawURL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

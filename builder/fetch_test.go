@@ -94,6 +94,9 @@ func TestFetchFaults(t *testing.T) {
 		}, sha(body), io.ErrUnexpectedEOF, 5},
 		{"server error", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) }, sha(body), ErrFetch, 5},
 		{"not found", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, sha(body), ErrFetch, 1},
+		{"redirect to plain http", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://mirror.example.org/a.src.rpm", http.StatusFound)
+		}, sha(body), ErrURL, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var n atomic.Int64
