@@ -1,7 +1,9 @@
 package witness
 
 import (
+	"context"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,10 +11,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/attest/rpm"
 	"github.com/fedora-skyline/skyline/attest/rpm/rpmtest"
 	"github.com/fedora-skyline/skyline/coord"
+	"github.com/fedora-skyline/skyline/log"
 	fmtlog "github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -423,5 +427,50 @@ func TestVerifyUnindexedKeys(t *testing.T) {
 	alarm := n.sign(n.witnesses[1].verdict, attest.PayloadAlarm, &attest.Alarm{Reason: "outlier-rate: test", Rate: 0.2, Window: 500, At: n.tick()})
 	if _, err := n.verify(p, VerifyRequest{NVR: b.NVR}); !errors.Is(err, ErrAlarmActive) {
 		t.Fatalf("alarm at %d not found by the scan: %v", alarm, err)
+	}
+}
+
+// cosignedLog is the log as `skyline serve` serves it once the witnesses'
+// cosignatures are gathered: the test network's cosigned checkpoint.
+type cosignedLog struct {
+	*log.Log
+	n *vnet
+}
+
+func (c cosignedLog) ReadPath(ctx context.Context, path string) ([]byte, error) {
+	if path == "checkpoint" {
+		return c.n.checkpoint()
+	}
+	return c.Log.ReadPath(ctx, path)
+}
+
+// TestVerifyAPIServer runs verify against the real HTTP server of
+// `skyline serve` (api.Server over coord.Service and the log).
+func TestVerifyAPIServer(t *testing.T) {
+	n := newVNet(t, 10)
+	b := vnetBuild("hello-2.12-1.fc41", "x86_64")
+	n.run(b, append(slices.Repeat([]string{""}, 8), "evil", "evil2")...)
+	n.verdicts(b, 3)
+	svc, err := coord.NewService(t.Context(), coord.ServiceConfig{Log: n.l, Signer: n.coord})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.NewServer(api.Config{}, svc, cosignedLog{n.l, n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	n.size()
+	rep, err := Verify(t.Context(), VerifyConfig{Policy: n.policy(2), LogURL: hs.URL}, VerifyRequest{NVR: b.NVR, Arch: "x86_64"})
+	if err != nil || rep.Status != VerdictDisputed || VerifyExit(rep, err) != ExitRejected {
+		t.Fatalf("%v: status %q problems %v", err, rep.Status, rep.Problems)
+	}
+	var ops []string
+	for _, o := range rep.Builds[0].Outliers {
+		ops = append(ops, o.Operator)
+	}
+	if !slices.Equal(ops, []string{"op08", "op09"}) {
+		t.Fatalf("outliers %v", ops)
 	}
 }
