@@ -615,3 +615,38 @@ func TestJobsRunConcurrentlyOnlyWhenConfigured(t *testing.T) {
 		})
 	}
 }
+
+// TestEmptyLeaseIsAnError: a lease without an id is a coordinator fault,
+// backed off from like any other, and nothing is recorded or built.
+func TestEmptyLeaseIsAnError(t *testing.T) {
+	f := newFixture(t)
+	f.srpm = []byte("ok\n")
+	f.lease("", time.Hour)
+	f.sleeper.limit = 1
+	f.runUntilIdle(f.daemon(writeRPMBackend("x"), fakeDigest))
+	f.assertLog("lease request failed; backing off", "without a lease id")
+	if st := f.status(); len(st.Current) != 0 || st.Counters != (Counters{}) {
+		t.Errorf("status %+v; want nothing recorded", st)
+	}
+}
+
+// TestCorruptStateIsReported: a job record that does not parse stops the
+// daemon at start with an error naming the file, rather than guessing.
+func TestCorruptStateIsReported(t *testing.T) {
+	f := newFixture(t)
+	d := f.daemon(writeRPMBackend("x"), fakeDigest)
+	bad := filepath.Join(f.cfg.StateDir, "jobs", "0123.json")
+	if err := os.WriteFile(bad, []byte(`{"lease": {"lease_id": 7`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := d.Run(context.Background())
+	if !errors.Is(err, ErrState) || !strings.Contains(err.Error(), bad) {
+		t.Errorf("Run = %v; want ErrState naming %s", err, bad)
+	}
+	if _, err := ReadStatus(f.cfg.StateDir, 10); !errors.Is(err, ErrState) {
+		t.Errorf("ReadStatus = %v; want ErrState", err)
+	}
+	if _, _, leaseCalls, _ := f.si.snapshot(); leaseCalls != 0 {
+		t.Errorf("%d lease requests from a daemon with a corrupt state", leaseCalls)
+	}
+}
