@@ -456,9 +456,23 @@ func (s *Service) check(ctx context.Context, env []byte) (*attest.Entry, *Reserv
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if idx, ok := s.existing(ctx, env); ok {
-		return nil, nil, &SubmitResult{Index: idx, Duplicate: true}, nil
+	hold, err := s.admit(ctx, e)
+	if err != nil {
+		// A resubmitted envelope is refused by the checks (its lease
+		// delivered, its key since revoked...): answer with its entry.
+		// Looked up only here, so the common path pays no lookup; an
+		// accepted resubmission is caught by the log's deduplication.
+		if idx, ok := s.existing(ctx, env); ok {
+			return nil, nil, &SubmitResult{Index: idx, Duplicate: true}, nil
+		}
+		return nil, nil, nil, err
 	}
+	return e, hold, nil, nil
+}
+
+// admit checks the signer's role and signature and, for a builder's result
+// or an alarm, takes the coordinator's hold.
+func (s *Service) admit(ctx context.Context, e *attest.Entry) (*Reservation, error) {
 	var role string
 	switch v := e.Value.(type) {
 	case *attest.Attestation:
@@ -471,36 +485,28 @@ func (s *Service) check(ctx context.Context, env []byte) (*attest.Entry, *Reserv
 	case *attest.AlarmClear:
 		role = attest.RoleAdmin
 	default:
-		return nil, nil, nil, fmt.Errorf("coord: submit %s: %w", e.PayloadType, ErrNotSubmittable)
+		return nil, fmt.Errorf("coord: submit %s: %w", e.PayloadType, ErrNotSubmittable)
 	}
 	v, err := s.verifier(e.KeyID, role)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("coord: submit %s: %w", e.PayloadType, err)
+		return nil, fmt.Errorf("coord: submit %s: %w", e.PayloadType, err)
 	}
 	if err := e.Verify(v); err != nil {
-		return nil, nil, nil, fmt.Errorf("coord: submit %s: %w", e.PayloadType, err)
+		return nil, fmt.Errorf("coord: submit %s: %w", e.PayloadType, err)
 	}
 	switch p := e.Value.(type) {
 	case *attest.Attestation:
 		if p.Official {
-			return e, nil, nil, nil
+			return nil, nil
 		}
 		ev, _ := event(e)
 		// coordinator.md §Results: the key must hold a live lease for this
 		// build; the hold keeps it live while the entry is logged.
-		hold, err := s.coord.HoldResult(e.KeyID, ev.Payload.(Result), s.cfg.Now())
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		return e, hold, nil, nil
+		return s.coord.HoldResult(e.KeyID, ev.Payload.(Result), s.cfg.Now())
 	case *attest.Alarm:
-		hold, err := s.coord.HoldAlarm(ctx, e.KeyID, *p)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		return e, hold, nil, nil
+		return s.coord.HoldAlarm(ctx, e.KeyID, *p)
 	}
-	return e, nil, nil, nil
+	return nil, nil
 }
 
 // commit signs a decision with the coordinator key, appends it and applies
