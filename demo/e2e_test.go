@@ -201,9 +201,18 @@ func TestDemoScenario(t *testing.T) {
 		}
 	}
 
-	// The audit replayed everything and found nothing wrong.
+	// The audit replayed everything and found nothing wrong; told that
+	// the witnesses tolerate one dissent, which they do not, it finds
+	// their disputed verdicts differing from its recomputation.
 	if res.AuditExit != 0 {
 		t.Errorf("skyline audit: exit %d, want 0\n%s", res.AuditExit, res.AuditOutput)
+	}
+	wrong, err := n.skyline(t.Context(), "audit", "--log", n.LogURL, "--pub", "keys/log.vkey", "--coordinator", "keys/coordinator.pub", "--max-dissent", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrong.Exit != 1 || strings.Count(wrong.Stdout, witness.DiscVerdictDiffers) < 2*len(n.Witnesses) {
+		t.Errorf("skyline audit --max-dissent 1: exit %d, want 1 with at least %d %s discrepancies (the disputed verdicts of each witness)\n%s", wrong.Exit, 2*len(n.Witnesses), witness.DiscVerdictDiffers, wrong.Stdout)
 	}
 
 	// The log, checked from the outside.
