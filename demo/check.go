@@ -1,13 +1,12 @@
 package demo
 
-// CheckLog checks a skyline log from the outside, as a third party would:
-// through the C2SP tlog-tiles read API only, with golang.org/x/mod's
-// sumdb/note and sumdb/tlog, transparency-dev's cosignature verifier and
-// attest.Parse, and none of skyline's log, witness or api code. The
-// end-to-end test relies on it, so that a role replaced by a stub (a log
-// that does not keep a Merkle tree, a witness that does not cosign or
-// sign, a builder that does not build) is caught by what the public API
-// serves, not by what the stub says about itself.
+// CheckLog is built on golang.org/x/mod's sumdb/note and sumdb/tlog,
+// transparency-dev's cosignature verifier and attest.Parse, and none of
+// skyline's log, witness or api code: the end-to-end test relies on it, so
+// that a role replaced by a stub (a log that keeps no Merkle tree, a
+// witness that does not cosign or sign, a builder that does not build) is
+// caught by what the public read API serves, not by what the stub says
+// about itself.
 
 import (
 	"bytes"
