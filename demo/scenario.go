@@ -91,15 +91,17 @@ func DemoPolicy() witness.Policy {
 	return p
 }
 
-// builderNames are the demo's ten volunteer operators.
-var builderNames = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "mallory"}
+// builderNames returns the demo's ten volunteer operators.
+func builderNames() []string {
+	return []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "mallory"}
+}
 
 // DemoScenario is `make demo`: one log, three witnesses, ten builders of
 // which one (mallory) is malicious, and five packages, one per verdict.
 func DemoScenario() Scenario {
 	return Scenario{
 		Name:          "demo",
-		Builders:      builderNames,
+		Builders:      builderNames(),
 		Malicious:     []string{"mallory"},
 		Warned:        []string{"mallory"},
 		Witnesses:     3,
@@ -136,7 +138,7 @@ func DemoScenario() Scenario {
 func BreakerScenario() Scenario {
 	return Scenario{
 		Name:          "breaker",
-		Builders:      builderNames,
+		Builders:      builderNames(),
 		Malicious:     []string{"carol", "frank", "ivan", "mallory"},
 		Witnesses:     3,
 		WitnessQuorum: 2,
