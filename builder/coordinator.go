@@ -44,8 +44,9 @@ const (
 // Notice tells a builder what the witnesses concluded about one of its
 // results.
 type Notice struct {
-	// Index is the log index of the verdict the notice comes from; notices
-	// are deduplicated by it.
+	// Index is the log index of the verdict the notice comes from. Notices
+	// are counted once per (Kind, Build, ResultSet): several witnesses and
+	// later verdicts repeat the same judgement.
 	Index     uint64         `json:"index"`
 	Kind      string         `json:"kind"`
 	Build     attest.BuildID `json:"build"`

@@ -721,6 +721,14 @@ const OutlierWarning = "this builder's results disagreed with the other builders
 	"check the machine for broken hardware (memory, disk), a modified or broken toolchain or mock chroot, " +
 	"and signs of compromise; stop the daemon until you know why"
 
+// noticeKey identifies what a notice says: one result set of one build
+// judged agreed or outlier. Several witnesses, and later verdicts at larger
+// tree sizes, repeat the same judgement under other log indexes; it counts
+// once.
+func noticeKey(n Notice) string {
+	return strings.Join([]string{n.Kind, n.Build.NVR, n.Build.Arch, n.Build.SRPMSHA256, n.ResultSet}, "\x00")
+}
+
 // CheckNotices fetches the notices once and records the new ones.
 func (d *Daemon) CheckNotices(ctx context.Context) error {
 	ns, err := d.deps.Coordinator.Notices(ctx)
@@ -730,15 +738,15 @@ func (d *Daemon) CheckNotices(ctx context.Context) error {
 	var fresh []Notice
 	var outliers int
 	err = d.state.UpdateStats(d.deps.Now(), func(s *Stats) {
-		seen := map[uint64]bool{}
+		seen := map[string]bool{}
 		for _, n := range s.Notices {
-			seen[n.Index] = true
+			seen[noticeKey(n)] = true
 		}
 		for _, n := range ns {
-			if seen[n.Index] || (n.Kind != NoticeOutlier && n.Kind != NoticeAgreed) {
+			if seen[noticeKey(n)] || (n.Kind != NoticeOutlier && n.Kind != NoticeAgreed) {
 				continue
 			}
-			seen[n.Index] = true
+			seen[noticeKey(n)] = true
 			s.Notices = append(s.Notices, n)
 			fresh = append(fresh, n)
 			if n.Kind == NoticeOutlier {

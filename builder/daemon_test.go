@@ -507,6 +507,17 @@ func TestNoticesWarnLoudly(t *testing.T) {
 		t.Errorf("status after one outlier %+v", st)
 	}
 	f.si.mu.Lock()
+	f.si.notices = append(f.si.notices,
+		// Another witness's verdict on the same result: the same judgement.
+		Notice{Index: 13, Kind: NoticeOutlier, Build: b, ResultSet: "ours1", Expected: "theirs1", At: time.Now()})
+	f.si.mu.Unlock()
+	if err := d.CheckNotices(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(f.logs.String(), "OUTLIER MORE THAN ONCE") {
+		t.Errorf("warned after one outlier judgement repeated by a second verdict")
+	}
+	f.si.mu.Lock()
 	f.si.notices = append(f.si.notices, Notice{Index: 12, Kind: NoticeOutlier, Build: b, ResultSet: "ours2", Expected: "theirs2", At: time.Now()})
 	f.si.mu.Unlock()
 	for range 2 { // the second fetch repeats every notice: counted once
