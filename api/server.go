@@ -235,6 +235,8 @@ func (s *Server) routes() *mux.Router {
 		}
 		rt.Methods(methods...).Name(name).Handler(s.wrap(name, h))
 	}
+	// The hot write route first: mux tries routes in order.
+	add("submit", "/submit", false, post, s.submit)
 	// C2SP tlog-tiles read API.
 	add("checkpoint", "/checkpoint", false, get, s.checkpoint)
 	add("tile", "/tile/", true, get, s.tile)
@@ -244,7 +246,6 @@ func (s *Server) routes() *mux.Router {
 	add("inclusion", "/proof/inclusion", false, get, s.inclusion)
 	add("consistency", "/proof/consistency", false, get, s.consistency)
 	// Write path.
-	add("submit", "/submit", false, post, s.submit)
 	add("lease", "/lease", false, post, s.lease)
 	add("lease-end", "/lease/{id}/end", false, post, s.leaseEnd)
 	add("notices", "/notices", false, post, s.notices)
@@ -359,7 +360,15 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if r.ContentLength > limit {
 		return nil, fmt.Errorf("api: body of %d bytes, limit %d: %w", r.ContentLength, limit, ErrBodyTooLarge)
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body := http.MaxBytesReader(w, r.Body, limit)
+	var b []byte
+	if r.ContentLength > 0 {
+		// The common case: the length is known, read it in one buffer.
+		b = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(body, b)
+	} else {
+		b, err = io.ReadAll(body)
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
