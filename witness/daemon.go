@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -337,7 +338,7 @@ type fetched struct {
 
 // CatchUp reads, verifies and folds every entry of the latest cosigned
 // checkpoint not folded yet, then persists the state. Entry bundles are
-// fetched one batch ahead of the verification.
+// fetched up to four batches ahead of the verification.
 func (lf *logFollower) CatchUp(ctx context.Context) error {
 	lf.catchUp.Lock()
 	defer lf.catchUp.Unlock()
@@ -350,7 +351,7 @@ func (lf *logFollower) CatchUp(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan fetched, 1)
+	batches := make(chan fetched, 4)
 	go func() {
 		defer close(batches)
 		for s := start; s < cp.Size; {
@@ -401,30 +402,46 @@ type item struct {
 // treeSize: parse and verify in parallel, fold in order. Callers hold mu.
 func (lf *logFollower) process(start uint64, raws [][]byte, treeSize uint64) {
 	items := make([]item, len(raws))
+	// Parse, and verify at once the entries whose key the fold already
+	// holds (the coordinator's, and keys enrolled in earlier batches):
+	// nothing is folded meanwhile, so the fold is only read.
+	done := make([]bool, len(raws))
 	fanOut(len(raws), func(i int) {
-		items[i].e, items[i].err = attest.Parse(raws[i], attest.ParseOptions{})
+		it := &items[i]
+		if it.e, it.err = attest.Parse(raws[i], attest.ParseOptions{}); it.err != nil {
+			done[i] = true
+			return
+		}
+		var ok bool
+		if it.ver, it.src, ok = lf.fold.cachedSigner(it.e); ok {
+			it.err, done[i] = it.e.Verify(it.ver), true
+		}
 	})
-	// Which key must have signed each entry depends on the enrolments
-	// before it, including those earlier in this batch: they are looked
-	// up tentatively and confirmed when folded.
+	// Which key must have signed each other entry depends on the
+	// enrolments before it, including those earlier in this batch: they
+	// are looked up tentatively and confirmed when folded.
 	tentative := map[string]*foldKey{}
 	view := func(id string) (*foldKey, bool) { k, ok := tentative[id]; return k, ok }
+	var later []int
 	for i := range items {
 		it := &items[i]
-		if it.err != nil {
+		if it.e == nil {
 			continue
 		}
-		it.ver, it.src, it.err = lf.fold.Signer(it.e, view)
+		if !done[i] {
+			if it.ver, it.src, it.err = lf.fold.Signer(it.e, view); it.err == nil {
+				later = append(later, i)
+			}
+		}
 		if en, ok := it.e.Value.(*attest.Enrolment); ok && it.err == nil {
 			if _, dup := tentative[en.KeyID]; !dup {
 				tentative[en.KeyID] = &foldKey{Enrolment: *en, Index: start + uint64(i)}
 			}
 		}
 	}
-	fanOut(len(items), func(i int) {
-		if it := &items[i]; it.err == nil {
-			it.err = it.e.Verify(it.ver)
-		}
+	fanOut(len(later), func(j int) {
+		it := &items[later[j]]
+		it.err = it.e.Verify(it.ver)
 	})
 	for i := range items {
 		index := start + uint64(i)
@@ -582,7 +599,9 @@ func (lf *logFollower) flush(ctx context.Context) error {
 	return errors.Join(err, lf.save())
 }
 
-// fanOut calls fn(0..n-1) on GOMAXPROCS goroutines.
+// fanOut calls fn(0..n-1) on GOMAXPROCS goroutines, which take small runs
+// of indices as they go, so that a descheduled goroutine does not hold the
+// others back at the end.
 func fanOut(n int, fn func(i int)) {
 	workers := min(runtime.GOMAXPROCS(0), n)
 	if workers <= 1 {
@@ -591,13 +610,19 @@ func fanOut(n int, fn func(i int)) {
 		}
 		return
 	}
+	const run = 16
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	chunk := (n + workers - 1) / workers
-	for w := range workers {
-		lo, hi := w*chunk, min(n, (w+1)*chunk)
+	for range workers {
 		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				fn(i)
+			for {
+				lo := int(next.Add(run)) - run
+				if lo >= n {
+					return
+				}
+				for i := lo; i < min(n, lo+run); i++ {
+					fn(i)
+				}
 			}
 		})
 	}

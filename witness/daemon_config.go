@@ -37,7 +37,7 @@ type Config struct {
 	// Timeout bounds each HTTP request to a log. Default 30s.
 	Timeout time.Duration `toml:"timeout"`
 	// BatchSize is how many entries are read and verified together.
-	// Default 4096.
+	// Default 1024.
 	BatchSize int `toml:"batch_size"`
 	// Policy is the agreement policy. Default witness.DefaultPolicy().
 	Policy Policy `toml:"policy"`
@@ -87,7 +87,7 @@ func DefaultConfig() Config {
 		Listen:           "127.0.0.1:7380",
 		PollInterval:     10 * time.Second,
 		Timeout:          defaultTimeout,
-		BatchSize:        4096,
+		BatchSize:        1024,
 		Policy:           DefaultPolicy(),
 		Breaker:          DefaultBreakerConfig(),
 		ReputationWindow: DefaultReputationWindow,

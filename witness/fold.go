@@ -172,6 +172,26 @@ func (f *Fold) Signer(e *attest.Entry, tentative keyView) (*attest.Verifier, int
 	return v, int64(k.Index), nil
 }
 
+// cachedSigner is Signer for an entry whose signing key the fold already
+// holds and has parsed, without changing the fold, so that it may run
+// concurrently while nothing is folded. ok is false when it cannot tell
+// (the caller then asks Signer).
+func (f *Fold) cachedSigner(e *attest.Entry) (v *attest.Verifier, src int64, ok bool) {
+	role := roleFor(e)
+	if coordinatorKind(e.PayloadType) || (role == attest.RoleAdmin && e.KeyID == f.coordinator.KeyID()) {
+		v, src, err := f.Signer(e, nil)
+		return v, src, err == nil
+	}
+	k, found := f.st.Keys[e.KeyID]
+	if !found || k.Enrolment.Role != role || (role != attest.RoleBuilder && k.Revoked) {
+		return nil, 0, false
+	}
+	if v = f.verifiers[e.KeyID]; v == nil {
+		return nil, 0, false
+	}
+	return v, int64(k.Index), true
+}
+
 func (f *Fold) verifier(k *foldKey) (*attest.Verifier, error) {
 	if v := f.verifiers[k.Enrolment.KeyID]; v != nil {
 		return v, nil
