@@ -139,6 +139,13 @@ func TestBrowser(t *testing.T) {
 	}
 	screenshot(t, ctx, "build")
 
+	// The build's package page lists it with its verdict.
+	do(t, ctx, chromedp.Click(chromedp.Search(`//dd/a[text()="hello-2.12-1.fc41"]`), chromedp.NodeVisible),
+		chromedp.WaitVisible(chromedp.CSS(`#builds`)))
+	if row := run(t, ctx, chromedp.Text(chromedp.CSS(`#builds tbody tr`))); !strings.Contains(row, "x86_64") || !strings.Contains(row, "reproduced") {
+		t.Errorf("package page row %q", row)
+	}
+
 	do(t, ctx, chromedp.Navigate(srv.URL+"/stats/health"), chromedp.WaitVisible(chromedp.CSS(`#builds-chart`)))
 	breaker := run(t, ctx, chromedp.Text(chromedp.CSS(`#breaker`)))
 	bars := run(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#builds-chart rect.bar').length`))

@@ -149,11 +149,12 @@ func TestRestoreRefuses(t *testing.T) {
 		cfg  Config
 		data []byte
 	}{
-		"other half-life": {other, data},
-		"truncated":       {w.config(), data[:len(data)/2]},
-		"unknown field":   {w.config(), append([]byte(`{"surprise":1,`), data[1:]...)},
-		"trailing data":   {w.config(), append(append([]byte(nil), data...), "{}"...)},
-		"dangling key":    {w.config(), bytes.Replace(data, []byte(`"operator":"alice"`), []byte(`"operator":"nobody"`), 1)},
+		"other half-life":   {other, data},
+		"truncated":         {w.config(), data[:len(data)/2]},
+		"unknown field":     {w.config(), append([]byte(`{"surprise":1,`), data[1:]...)},
+		"trailing data":     {w.config(), append(append([]byte(nil), data...), "{}"...)},
+		"dangling key":      {w.config(), bytes.Replace(data, []byte(`"operator":"alice"`), []byte(`"operator":"nobody"`), 1)},
+		"tripped, no alarm": {w.config(), bytes.Replace(data, []byte(`"tripped":false`), []byte(`"tripped":true`), 1)},
 	} {
 		if _, err := Restore(tc.cfg, tc.data); !errors.Is(err, ErrState) {
 			t.Errorf("%s: %v, want ErrState", name, err)

@@ -128,6 +128,9 @@ func (s *state) check() error {
 			}
 		}
 	}
+	if b := s.Breaker; b.Tripped != (len(b.Open) > 0) || (b.Tripped && b.Alarm == nil) {
+		return bad("breaker tripped %v with %d open alarms", b.Tripped, len(b.Open))
+	}
 	for d, ds := range s.Days {
 		if ds == nil || ds.Day != d {
 			return bad("day %q", trunc(d))

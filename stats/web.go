@@ -59,6 +59,12 @@ func Handler(t *Tracker) http.Handler {
 		},
 		"add":        func(a, b int) int { return a + b },
 		"dailyChart": dailyChart,
+		"lastDays": func(d []DayStats) []DayStats {
+			if len(d) > chartDays {
+				d = d[len(d)-chartDays:]
+			}
+			return d
+		},
 	}
 	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
 	for _, name := range pageNames {

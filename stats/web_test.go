@@ -204,3 +204,23 @@ func compareFloat(a, b float64) int {
 	}
 	return 0
 }
+
+// TestBreakerState: an alarm trips the breaker on the health page and in
+// the JSON; a logged clear closes it again.
+func TestBreakerState(t *testing.T) {
+	w := webWorld(t)
+	ws := w.enrol(attest.RoleWitness, "witness-2", "")
+	admin := w.enrol(attest.RoleAdmin, "infra", "")
+	alarm := w.sign(ws, attest.PayloadAlarm, &attest.Alarm{Reason: "outlier-rate", Rate: 0.125, Window: 800, TreeSize: 40, At: w.now})
+	srv := httptest.NewServer(Handler(replay(t, w.config(), w.entries)))
+	_, body, _ := get(t, srv, "/stats/health")
+	srv.Close()
+	if !strings.Contains(body, `id="breaker" class="verdict bad">Tripped`) || !strings.Contains(body, "outlier rate 12.5% over 800 results") {
+		t.Errorf("tripped breaker not shown: %s", body)
+	}
+	w.sign(admin, attest.PayloadAlarmClear, &attest.AlarmClear{AlarmIndex: alarm, Reason: "mirror fixed", At: w.now})
+	h := replay(t, w.config(), w.entries).Health()
+	if h.Breaker.Tripped || h.Breaker.Clears != 1 || h.Breaker.LastClear.Reason != "mirror fixed" {
+		t.Errorf("after the clear: %+v", h.Breaker)
+	}
+}
