@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/fedora-skyline/skyline/attest"
@@ -43,6 +44,11 @@ type VerifyPolicy struct {
 	WitnessQuorum int `toml:"witness_quorum"`
 	// Witnesses are the n witnesses. At least one is required.
 	Witnesses []WitnessPolicy `toml:"witness"`
+	// MaxCosignatureAge, when set, counts only cosignatures made at most
+	// this long ago (their cosignature/v1 timestamp): a log cannot then
+	// serve an old, validly cosigned checkpoint to hide newer entries.
+	// Default 0: not checked.
+	MaxCosignatureAge time.Duration `toml:"max_cosignature_age"`
 	// Agreement is the agreement policy applied locally. Default
 	// DefaultPolicy(): 10 leases, quorum 5, max dissent 1, official must
 	// match.
@@ -149,6 +155,9 @@ func (p *VerifyPolicy) fill(dir string) error {
 	}
 	if p.WitnessQuorum == 0 {
 		p.WitnessQuorum = len(p.Witnesses)
+	}
+	if p.MaxCosignatureAge < 0 {
+		return bad("max_cosignature_age %v is negative", p.MaxCosignatureAge)
 	}
 	if p.WitnessQuorum < 1 || p.WitnessQuorum > len(p.Witnesses) {
 		return bad("witness_quorum %d not in 1..%d", p.WitnessQuorum, len(p.Witnesses))

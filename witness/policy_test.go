@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const examplePolicy = "../testdata/policy.example.toml"
@@ -19,6 +20,9 @@ func TestPolicyExample(t *testing.T) {
 	}
 	if p.WitnessQuorum != 2 || len(p.Witnesses) != 3 || p.Log.Origin != "log.skyline.example" || p.Log.URL != "https://log.skyline.example" {
 		t.Fatalf("policy %+v", p)
+	}
+	if p.MaxCosignatureAge != 24*time.Hour {
+		t.Errorf("max_cosignature_age %v, want 24h", p.MaxCosignatureAge)
 	}
 	if *p.Agreement != DefaultPolicy() {
 		t.Errorf("agreement %+v, want the defaults", *p.Agreement)
@@ -60,6 +64,8 @@ func TestPolicyRejects(t *testing.T) {
 		{"repeated verdict key", strings.Replace(ex, "MCowBQYDK2VwAyEAc5cS2XQDFtvcmGjqt9mqoJ+M52C4BmZyZEG/Q2F5HRA=", "MCowBQYDK2VwAyEAttV1V5JYIaSHGhP7wWCk+ytnEpsESRHCFa2gQKBsIfU=", 1), "verdict key repeated"},
 		{"both key forms", strings.Replace(ex, "public_key = \"\"\"\n"+firstPEM, "public_key_file = \"x.pub\"\npublic_key = \"\"\"\n"+firstPEM, 1), "both public_key and public_key_file"},
 		{"missing key file", strings.Replace(ex, "public_key = \"\"\"\n"+firstPEM+"\n\"\"\"", "public_key_file = \"missing.pub\"", 1), "missing.pub"},
+		{"negative age", strings.Replace(ex, `max_cosignature_age = "24h"`, `max_cosignature_age = "-1h"`, 1), "negative"},
+		{"bad age", strings.Replace(ex, `max_cosignature_age = "24h"`, `max_cosignature_age = "a day"`, 1), ""},
 		{"bad agreement", strings.Replace(ex, "max_dissent = 1", "max_dissent = 5", 1), "max dissent 5"},
 		{"not toml", "witness_quorum = = 2", ""},
 	}

@@ -16,10 +16,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/attest/rpm"
+	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -46,8 +48,6 @@ var (
 	ErrBadEntry = errors.New("bad log entry")
 	// ErrAlarmActive: a circuit-breaker alarm is logged and not cleared.
 	ErrAlarmActive = errors.New("circuit breaker alarm active")
-	// ErrNoBuild: the log knows no build of the NVR (and arch).
-	ErrNoBuild = errors.New("no build of the package in the log")
 )
 
 // Overall statuses of a VerifyReport besides the verdicts.
@@ -70,7 +70,10 @@ type VerifyConfig struct {
 	// Previous, when set, is a checkpoint verified by an earlier run: the
 	// new one must be consistent with it (fork and rollback detection).
 	Previous *Checkpoint
-	// Logger receives progress. Default: discard.
+	// Now is the clock cosignature ages are measured with. Default
+	// time.Now.
+	Now func() time.Time
+	// Logger receives what verify decided. Default: discard.
 	Logger *slog.Logger
 }
 
@@ -209,6 +212,9 @@ func Verify(ctx context.Context, cfg VerifyConfig, req VerifyRequest) (*VerifyRe
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	trusted := EmptyTree(pol.Log.Origin)
 	if cfg.Previous != nil {
 		trusted = *cfg.Previous
@@ -223,8 +229,10 @@ func Verify(ctx context.Context, cfg VerifyConfig, req VerifyRequest) (*VerifyRe
 	}
 	v := &verifier{cfg: cfg, pol: pol, f: f, client: client, rep: rep, logger: cfg.Logger}
 	if err := v.run(ctx, req); err != nil {
+		cfg.Logger.Warn("verify: verification failed", "nvr", req.NVR, "arch", req.Arch, "err", err)
 		return fail(err)
 	}
+	cfg.Logger.Info("verify: decided", "nvr", req.NVR, "arch", req.Arch, "status", rep.Status, "tree_size", v.cp.Size, "cosigners", len(rep.Cosigners))
 	return rep, nil
 }
 
@@ -253,7 +261,10 @@ func (v *verifier) run(ctx context.Context, req VerifyRequest) error {
 		}
 	}
 	if len(builds) == 0 {
-		return fmt.Errorf("witness: verify %s: %w", req.NVR, ErrNoBuild)
+		// Nothing to vouch for: as undecided as too few results.
+		v.rep.Status = VerdictInsufficient
+		v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("the log returned no build of %s %s", req.NVR, req.Arch))
+		return nil
 	}
 	slices.SortFunc(builds, func(a, b attest.BuildID) int {
 		return cmp.Or(cmp.Compare(a.Arch, b.Arch), cmp.Compare(a.SRPMSHA256, b.SRPMSHA256))
@@ -299,35 +310,50 @@ func (v *verifier) checkpoint(ctx context.Context) error {
 	v.cp = cp
 	v.rep.CheckpointNote = cp.Note
 	v.rep.Checkpoint = &CheckpointRef{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash.String()}
-	names, err := Cosigners(cp, v.pol)
+	names, stale, err := Cosigners(cp, v.pol, v.cfg.Now())
 	if err != nil {
 		return err
 	}
 	v.rep.Cosigners = names
+	for _, s := range stale {
+		v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("cosignature of %s older than %v: not counted", s, v.pol.MaxCosignatureAge))
+	}
 	if len(names) < v.pol.WitnessQuorum {
-		return fmt.Errorf("witness: verify: checkpoint %d cosigned by %d policy witnesses %v, need %d: %w", cp.Size, len(names), names, v.pol.WitnessQuorum, ErrTooFewCosignatures)
+		return fmt.Errorf("witness: verify: checkpoint %d cosigned by %d policy witnesses %v (%d more too old), need %d: %w", cp.Size, len(names), names, len(stale), v.pol.WitnessQuorum, ErrTooFewCosignatures)
 	}
 	return nil
 }
 
 // Cosigners returns the names of the policy witnesses whose cosignature of
-// cp verifies (C2SP tlog-cosignature, cosignature/v1).
-func Cosigners(cp Checkpoint, pol *VerifyPolicy) ([]string, error) {
+// cp verifies (C2SP tlog-cosignature, cosignature/v1), and of those whose
+// cosignature verifies but is older than the policy's MaxCosignatureAge at
+// now.
+func Cosigners(cp Checkpoint, pol *VerifyPolicy, now time.Time) (names, stale []string, err error) {
 	vs := append([]note.Verifier{pol.logVerifier}, pol.cosigners...)
 	n, err := note.Open(cp.Note, note.VerifierList(vs...))
 	if err != nil {
-		return nil, fmt.Errorf("witness: verify: cosignatures: %w: %v", ErrBadCheckpoint, err)
+		return nil, nil, fmt.Errorf("witness: verify: cosignatures: %w: %v", ErrBadCheckpoint, err)
 	}
-	names := []string{}
+	names = []string{}
 	for i, cv := range pol.cosigners {
 		for _, s := range n.Sigs {
-			if s.Name == cv.Name() && s.Hash == cv.KeyHash() {
-				names = append(names, pol.Witnesses[i].Name)
-				break
+			if s.Name != cv.Name() || s.Hash != cv.KeyHash() {
+				continue
 			}
+			if pol.MaxCosignatureAge > 0 {
+				// C2SP tlog-cosignature: the signed timestamp is when the
+				// witness last verified the tree.
+				ts, err := fnote.CoSigV1Timestamp(s)
+				if err != nil || now.Sub(ts) > pol.MaxCosignatureAge {
+					stale = append(stale, pol.Witnesses[i].Name)
+					break
+				}
+			}
+			names = append(names, pol.Witnesses[i].Name)
+			break
 		}
 	}
-	return names, nil
+	return names, stale, nil
 }
 
 // indexed is a verified entry at its index.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
@@ -324,7 +325,7 @@ func TestVerifyUsage(t *testing.T) {
 		}
 	}
 	rep, err := n.verify(p, VerifyRequest{NVR: "other-1.0-1.fc41"})
-	if !errors.Is(err, ErrNoBuild) || VerifyExit(rep, err) != ExitVerification {
+	if err != nil || rep.Status != VerdictInsufficient || VerifyExit(rep, err) != ExitUndecided || len(rep.Problems) != 1 {
 		t.Errorf("unknown NVR: %v exit %d", err, VerifyExit(rep, err))
 	}
 }
@@ -472,5 +473,26 @@ func TestVerifyAPIServer(t *testing.T) {
 	}
 	if !slices.Equal(ops, []string{"op08", "op09"}) {
 		t.Fatalf("outliers %v", ops)
+	}
+}
+
+// TestVerifyCosignatureAge: with max_cosignature_age, only recent
+// cosignatures count, so an old cosigned checkpoint cannot pass.
+func TestVerifyCosignatureAge(t *testing.T) {
+	n, b := vnetReproduced(t)
+	p := n.policy(2)
+	p.MaxCosignatureAge = time.Hour
+	n.size()
+	for _, tc := range []struct {
+		now  time.Time
+		want error
+	}{{time.Now(), nil}, {time.Now().Add(2 * time.Hour), ErrTooFewCosignatures}} {
+		rep, err := Verify(t.Context(), VerifyConfig{Policy: p, Now: func() time.Time { return tc.now }}, VerifyRequest{NVR: b.NVR})
+		if !errors.Is(err, tc.want) || (tc.want == nil) != (VerifyExit(rep, err) == 0) {
+			t.Fatalf("now %v: %v exit %d", tc.now, err, VerifyExit(rep, err))
+		}
+		if tc.want != nil && !strings.Contains(strings.Join(rep.Problems, " "), "older than 1h0m0s") {
+			t.Errorf("problems %v do not name the stale cosignatures", rep.Problems)
+		}
 	}
 }
