@@ -174,3 +174,25 @@ func TestAuditCommand(t *testing.T) {
 		t.Errorf("unreachable log: exit %d (%s)", code, stderr)
 	}
 }
+
+// TestAuditProgress: on a terminal the bar is redrawn in place; elsewhere
+// plain lines are printed.
+func TestAuditProgress(t *testing.T) {
+	var tty bytes.Buffer
+	p := &progress{w: &tty, tty: true, start: time.Now()}
+	p.update(50, 100)
+	p.update(100, 100)
+	p.done()
+	if out := tty.String(); !strings.HasPrefix(out, "\r[####################....................] 50/100") || !strings.Contains(out, "\r[########################################] 100/100") || !strings.HasSuffix(out, "\n") {
+		t.Fatalf("terminal output %q", out)
+	}
+	var plain bytes.Buffer
+	p = newProgress(&plain)
+	p.update(10, 100)
+	p.update(20, 100) // within 5 s of the last line: not printed
+	p.update(100, 100)
+	p.done()
+	if out := plain.String(); strings.Contains(out, "\r") || strings.Count(out, "\n") != 2 || !strings.Contains(out, "audit: 100/100 entries") {
+		t.Fatalf("plain output %q", out)
+	}
+}
