@@ -477,3 +477,49 @@ func TestWitnessAlarmAndClear(t *testing.T) {
 		t.Fatal("breaker still tripped after the clear")
 	}
 }
+
+// TestWitnessRollbackAndBadProof: a rollback is recorded but does not halt
+// the log (a stale cache can serve an old checkpoint); a larger tree that
+// does not contain the cosigned one (bad proof) halts it.
+func TestWitnessRollbackAndBadProof(t *testing.T) {
+	ctx := context.Background()
+	k := newLogKey(t, testOrigin)
+	honest := openTestLog(t, k)
+	old := addEntries(t, honest, "a", 4)
+	addEntries(t, honest, "a2", 6)
+	forked := openTestLog(t, k)
+	forkCp := addEntries(t, forked, "x", 20)
+	h, url := serveLying(t, honest)
+	keys := writeWitnessKeys(t, newSigner(t))
+	d := newDaemon(t, witnessConfig(t.TempDir(), keys, url, k.vkey, false), url)
+	if err := d.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.set("checkpoint", old)
+	if err := d.Step(ctx); !errors.Is(err, ErrRollback) {
+		t.Fatalf("rollback round: %v", err)
+	}
+	if ref, err := d.store.LoadRefusal("test"); err != nil || ref.Kind != RefusedRollback || ref.Halts() {
+		t.Fatalf("rollback on record: %+v %v", ref, err)
+	}
+	h.use(honest)
+	addEntries(t, honest, "b", 2)
+	if err := d.Step(ctx); err != nil {
+		t.Fatalf("honest round after a rollback: %v", err)
+	}
+	if cp, _ := d.Latest("test"); cp.Size != 12 {
+		t.Fatalf("cosigned %d, want 12", cp.Size)
+	}
+	h.use(forked)
+	h.set("checkpoint", forkCp)
+	if err := d.Step(ctx); !errors.Is(err, ErrBadProof) {
+		t.Fatalf("bad-proof round: %v", err)
+	}
+	h.use(honest)
+	if err := d.Step(ctx); !errors.Is(err, ErrRefused) || !errors.Is(err, ErrBadProof) {
+		t.Fatalf("after a bad proof: %v, want ErrRefused and ErrBadProof", err)
+	}
+	if cp, _ := d.Latest("test"); cp.Size != 12 {
+		t.Fatalf("cosigned %d after the bad proof", cp.Size)
+	}
+}
