@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,7 +14,6 @@ import (
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/attest/rpm"
 	"github.com/fedora-skyline/skyline/attest/rpm/rpmtest"
-	"github.com/fedora-skyline/skyline/coord"
 	"github.com/fedora-skyline/skyline/koji"
 	"github.com/fedora-skyline/skyline/koji/kojitest"
 	"github.com/fedora-skyline/skyline/koji/rabbittest"
@@ -58,55 +56,11 @@ func TestEndToEndKojiToGreenwave(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	// skyline serve.
-	const origin = "log.koji-e2e.example"
-	logKey, admin, importer := genKey(t), genKey(t), genKey(t)
-	ns, err := logKey.NoteSigner(origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vkey, err := attest.NoteVerifierKey(origin, logKey.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lg, err := log.Open(ctx, log.Config{Dir: t.TempDir(), Origin: origin, Signer: ns, Indexer: coord.Indexer, CheckpointInterval: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lg.Close()
-	svc, err := coord.NewService(ctx, coord.ServiceConfig{Log: lg, Signer: logKey, AdminKeys: []*attest.Verifier{admin.Verifier()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := api.NewServer(api.Config{}, svc, lg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	url := "http://" + ln.Addr().String()
-	client := func(s *attest.Signer) *api.Client {
-		c, err := api.NewClient(api.ClientConfig{URL: url, Signer: s, Arches: []string{"x86_64"}, PollInterval: 10 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	enrol := func(k *attest.Signer, role, operator string) {
-		if _, err := client(admin).Enrol(ctx, api.EnrolBody{PublicKey: string(k.PublicPEM()), Role: role, Operator: operator, Contact: operator + "@example.org"}); err != nil {
-			t.Fatalf("enrol %s: %v", operator, err)
-		}
-	}
+	sky := newSkyline(t)
+	url, origin, vkey, lg, svc, admin, logKey := sky.url, sky.origin, sky.vkey, sky.log, sky.svc, sky.admin, sky.logKey
+	importer := genKey(t)
+	client := sky.client
+	enrol := func(k *attest.Signer, role, operator string) { sky.enrol(k, role, operator) }
 	enrol(importer, attest.RoleImporter, "fedora-koji")
 	builders := []*attest.Signer{genKey(t), genKey(t)}
 	enrol(builders[0], attest.RoleBuilder, "alice")
