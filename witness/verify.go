@@ -686,6 +686,12 @@ func (v *verifier) build(fd *folded, b attest.BuildID) (BuildReport, error) {
 		// The witness vouches for every entry below its tree size: it must
 		// cover every entry seen here (docs/verify.md "Completeness").
 		wc.Covers = va.Verdict.TreeSize > last
+		if va.Verdict.TreeSize > va.Index {
+			// A verdict is computed on a tree that does not hold it yet.
+			wc.Covers = false
+			wc.Diffs = []string{fmt.Sprintf("claims tree size %d at index %d", va.Verdict.TreeSize, va.Index)}
+			disagree = append(disagree, fmt.Sprintf("%s (verdict %d): %v", w.Name, va.Index, wc.Diffs))
+		}
 		if wc.Covers {
 			at, err := Agree(recordAt(r, va.Verdict.TreeSize), *v.pol.Agreement)
 			if err != nil {

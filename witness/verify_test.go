@@ -496,3 +496,21 @@ func TestVerifyCosignatureAge(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyFutureVerdict: a verdict that claims a tree size beyond its
+// own index (covering entries logged after it) does not vouch.
+func TestVerifyFutureVerdict(t *testing.T) {
+	n := newVNet(t, 10)
+	b := vnetBuild("hello-2.12-1.fc41", "x86_64")
+	n.run(b, slices.Repeat([]string{""}, 10)...)
+	o, size := n.outcome(b, DefaultPolicy())
+	rec, _ := n.rec.record(b)
+	v := verdictOf(o, size+100, rec)
+	for _, w := range n.witnesses {
+		n.sign(w.verdict, attest.PayloadVerdict, &v)
+	}
+	rep, err := n.verify(n.policy(2), VerifyRequest{NVR: b.NVR})
+	if !errors.Is(err, ErrWitnessDisagrees) || VerifyExit(rep, err) != ExitVerification {
+		t.Fatalf("%v exit %d", err, VerifyExit(rep, err))
+	}
+}
