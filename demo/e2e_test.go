@@ -201,6 +201,22 @@ func TestDemoScenario(t *testing.T) {
 		}
 	}
 
+	// The leaderboard credits the reproduced package to every builder and
+	// counts mallory's two outliers, once each.
+	if lb := res.Leaderboard; lb == nil || len(lb.Rows) != len(n.Builders) {
+		t.Errorf("leaderboard %+v, want %d operators", lb, len(n.Builders))
+	} else {
+		for _, r := range lb.Rows {
+			wantOut := 0
+			if r.Name == "mallory" {
+				wantOut = 2
+			}
+			if r.Results != len(want) || r.Agreed != 1 || r.Outliers != wantOut || r.Credit <= 0 {
+				t.Errorf("leaderboard row %+v, want %d results, 1 agreed, %d outliers, some credit", r, len(want), wantOut)
+			}
+		}
+	}
+
 	// The audit replayed everything and found nothing wrong; told that
 	// the witnesses tolerate one dissent, which they do not, it finds
 	// their disputed verdicts differing from its recomputation.

@@ -104,6 +104,8 @@ type Network struct {
 
 	// LogURL is the base URL of `skyline serve`.
 	LogURL string
+	// StatsURL is the base URL of `skyline stats` (pages under /stats/).
+	StatsURL string
 	// LogVKey is the log's signed-note verifier key.
 	LogVKey string
 	// Coordinator is the coordinator's public key (it signs enrolments,
@@ -158,7 +160,7 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 			return n, fmt.Errorf("demo: %w", err)
 		}
 	}
-	steps := []func(context.Context) error{n.makeKeys, n.makeSRPMs, n.makeOfficial, n.startServe, n.enrol, n.startWitnesses, n.importOfficial, n.startBuilders}
+	steps := []func(context.Context) error{n.makeKeys, n.makeSRPMs, n.makeOfficial, n.startServe, n.enrol, n.startWitnesses, n.startStats, n.importOfficial, n.startBuilders}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
 			return n, err
@@ -525,6 +527,21 @@ func (n *Network) startWitnesses(ctx context.Context) error {
 	}
 	n.Policy = n.path("policy.toml")
 	return nil
+}
+
+func (n *Network) startStats(ctx context.Context) error {
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	n.StatsURL = "http://" + addr
+	n.say("the stats tracker: skyline stats follows the log's public tiles and serves a leaderboard at %s/stats/", n.StatsURL)
+	p, err := n.procs.start("stats", n.cfg.Skyline, "stats", "--log", n.LogURL, "--pub", n.LogVKey,
+		"--coordinator", n.path("keys", keyCoordinator+".pub"), "--listen", addr, "--interval", "1s")
+	if err != nil {
+		return err
+	}
+	return waitHTTP(ctx, n.StatsURL+"/api/stats/health", p, 30*time.Second)
 }
 
 func (n *Network) importOfficial(ctx context.Context) error {

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fedora-skyline/skyline/builder"
+	"github.com/fedora-skyline/skyline/stats"
 	"github.com/fedora-skyline/skyline/witness"
 )
 
@@ -32,6 +34,9 @@ type Result struct {
 	Status map[string]*builder.Status
 	// StatusText is the same, as the command prints it.
 	StatusText map[string]string
+	// Leaderboard is the stats tracker's operator board once every
+	// builder's results are in it.
+	Leaderboard *stats.Board
 	// Audit is `skyline audit`'s exit status and output.
 	AuditExit   int
 	AuditOutput string
@@ -118,6 +123,9 @@ func (n *Network) Run(ctx context.Context) (*Result, error) {
 		problems = append(problems, err)
 	} else if err != nil {
 		return res, err
+	}
+	if err := n.leaderboard(ctx, res); err != nil {
+		problems = append(problems, err)
 	}
 	if err := n.audit(ctx, res); err != nil {
 		problems = append(problems, err)
@@ -327,6 +335,66 @@ func (n *Network) notices(ctx context.Context, res *Result) error {
 		}
 	}
 	return errors.Join(problems...)
+}
+
+// leaderboard waits until the stats tracker has credited the results the
+// witnesses' verdicts settled, and shows the operators' board.
+func (n *Network) leaderboard(ctx context.Context, res *Result) error {
+	n.say("the leaderboard (skyline stats): %s/stats/", n.StatsURL)
+	c := &http.Client{Timeout: 10 * time.Second}
+	want := 0
+	for _, p := range n.SRPMs {
+		if p.Want == witness.VerdictReproduced {
+			want++
+		}
+	}
+	deadline := time.Now().Add(n.cfg.Timeout)
+	for {
+		b, err := getBoard(ctx, c, n.StatsURL+"/api/stats/leaderboard")
+		if err != nil {
+			return err
+		}
+		res.Leaderboard = b
+		agreed := 0
+		for _, r := range b.Rows {
+			agreed += r.Agreed
+		}
+		// Every honest builder agreed on every reproduced package.
+		if len(b.Rows) == len(n.Builders) && agreed >= want*len(n.Builders) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("demo: the leaderboard has %d operators and %d agreed results after %v, want %d and %d: %w", len(b.Rows), agreed, n.cfg.Timeout, len(n.Builders), want*len(n.Builders), ErrTimeout)
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return err
+		}
+	}
+	n.note("%4s  %-10s %8s %8s %9s %10s", "rank", "operator", "results", "agreed", "outliers", "credit")
+	for _, r := range res.Leaderboard.Rows {
+		n.note("%4d  %-10s %8d %8d %9d %10.4f", r.Rank, r.Name, r.Results, r.Agreed, r.Outliers, r.Credit)
+	}
+	return nil
+}
+
+func getBoard(ctx context.Context, c *http.Client, url string) (*stats.Board, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("demo: leaderboard: %w", err)
+	}
+	defer resp.Body.Close()
+	var b stats.Board
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("demo: leaderboard: %s", resp.Status)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&b); err != nil {
+		return nil, fmt.Errorf("demo: leaderboard: %w", err)
+	}
+	return &b, nil
 }
 
 // audit replays the whole log with `skyline audit`.

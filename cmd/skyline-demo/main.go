@@ -39,9 +39,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", "", "work directory, empty or new (default: a new directory under $TMPDIR, removed unless --keep or a failure)")
 	keep := fs.Bool("keep", false, "keep the work directory (keys, configs, state, process logs)")
 	timeout := fs.Duration("timeout", 3*time.Minute, "give up on any one wait (builds of a stage, verdicts, notices) after this long")
+	linger := fs.Bool("linger", false, "after the scenario, keep the network running until Ctrl-C (to browse the stats pages and the log)")
 	scenario := fs.String("scenario", "demo", "demo (one malicious builder, one package per verdict) or breaker (four malicious builders trip the circuit breaker)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, `usage: skyline-demo [--skyline bin/skyline] [--root .] [--dir D] [--keep] [--scenario demo|breaker]
+		fmt.Fprintf(stderr, `usage: skyline-demo [--skyline bin/skyline] [--root .] [--dir D] [--keep] [--linger] [--scenario demo|breaker]
 
 Runs a whole skyline network on this machine with real processes (see
 README.md, "make demo"): one skyline serve, three skyline witness, ten
@@ -122,12 +123,18 @@ Flags:
 	}
 	if err == nil {
 		summary(out, n, res)
+		if *linger {
+			fmt.Fprintf(out, "\nthe network keeps running (--linger): press Ctrl-C to stop it\n")
+			<-ctx.Done()
+			stop()
+		}
 	}
 	out.flush()
 	fmt.Fprintf(stdout, "\nstopping %d processes...\n", len(n.Logs()))
 	_ = n.Close()
 	elapsed := time.Since(start).Round(time.Second)
 	switch {
+	case ctx.Err() != nil && err == nil && *linger:
 	case ctx.Err() != nil:
 		fmt.Fprintf(stderr, "skyline-demo: interrupted after %v; every process stopped; work directory kept: %s\n", elapsed, work)
 		return 130
@@ -165,6 +172,7 @@ func summary(out io.Writer, n *demo.Network, res *demo.Result) {
 	}
 	fmt.Fprintf(out, "   skyline audit: exit %d\n", res.AuditExit)
 	fmt.Fprintf(out, "   the log: %s/checkpoint (C2SP tlog-tiles under %s/tile/), metrics at %s/metrics\n", n.LogURL, n.LogURL, n.LogURL)
+	fmt.Fprintf(out, "   the stats pages: %s/stats/ (JSON under %s/api/stats/)\n", n.StatsURL, n.StatsURL)
 }
 
 func isTTY(w io.Writer) bool {
