@@ -448,6 +448,15 @@ func (a *auditor) apply(p *pending) {
 	if ch.Build != nil {
 		a.final(i, *ch.Build)
 	}
+	if at, ok := e.Value.(*attest.Attestation); ok && !at.Official {
+		// A result after the close changes no final outcome, so final
+		// does not see it: report it here.
+		if rec, ok := a.fold.Record(at.Build); ok && rec.Closed && rec.ClosedAt < i && !a.reports[i] {
+			a.reports[i] = true
+			b := at.Build
+			a.disc(Discrepancy{Index: i, Kind: DiscNotCounted, Build: &b, KeyID: e.KeyID, Detail: fmt.Sprintf("result logged after the job closed at %d: %v", rec.ClosedAt, ErrLate)})
+		}
+	}
 	if ch.Clear != nil && a.st.Tripped {
 		if err := a.br.Clear(*ch.Clear, i); err == nil {
 			a.st.Tripped, a.st.TripAt = false, 0

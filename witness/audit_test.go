@@ -95,6 +95,8 @@ func TestAuditDiscrepancies(t *testing.T) {
 	lie.Verdict = VerdictDisputed
 	lieAt := n.sign(n.witnesses[1].verdict, attest.PayloadVerdict, &lie)
 	n.verdicts(b, 1) // and an honest one
+	// A result after the close.
+	late := n.result(leases[5], n.builders[5], vnetSubjects(b, ""))
 	// An alarm the recomputed breaker does not raise.
 	alarmAt := n.sign(n.witnesses[2].verdict, attest.PayloadAlarm, &attest.Alarm{Reason: "outlier-rate: made up", Rate: 0.5, Window: 10, TreeSize: closeAt, At: n.tick()})
 
@@ -107,7 +109,7 @@ func TestAuditDiscrepancies(t *testing.T) {
 	}
 	want := map[uint64]string{
 		earlyAt: DiscVerdictEarly, noLease: DiscNotCounted, unenrolled: DiscUnauthorized,
-		badSig: DiscBadSignature, lieAt: DiscVerdictDiffers, alarmAt: DiscAlarmUnderived,
+		badSig: DiscBadSignature, lieAt: DiscVerdictDiffers, alarmAt: DiscAlarmUnderived, late: DiscNotCounted,
 	}
 	got := map[uint64]string{}
 	for _, d := range rep.Discrepancies {
