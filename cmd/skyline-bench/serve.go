@@ -26,6 +26,7 @@ const serveOrigin = "bench.skyline.example/serve"
 
 type serveFlags struct {
 	n, conc, operators int
+	maxParallel        int
 	rate               float64
 	dir, cpuProfile    string
 	mutexProfile       string
@@ -51,6 +52,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&f.n, "n", 5000, "submissions (one per pre-leased job slot)")
 	fs.IntVar(&f.conc, "c", 64, "concurrent clients (closed loop), or the most in flight (fixed rate)")
 	fs.IntVar(&f.operators, "operators", 20, "builder operators (one key each); jobs want 10 results, so at least 10")
+	fs.IntVar(&f.maxParallel, "max-parallel", 0, "coord.ServiceConfig.MaxParallel (0: its default, 4 * GOMAXPROCS)")
 	fs.Float64Var(&f.rate, "rate", 0, "fixed submission rate per second (0: closed loop)")
 	fs.StringVar(&f.dir, "dir", "", "parent directory of the log (a fresh subdirectory, removed after); default: system temp dir")
 	fs.DurationVar(&f.cpInterval, "checkpoint-interval", time.Second, "log checkpoint interval")
@@ -105,7 +107,7 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	svc, err := coord.NewService(ctx, coord.ServiceConfig{Log: lg, Signer: key, IndexCache: idx, AdminKeys: []*attest.Verifier{admin.Verifier()}, TickInterval: time.Hour})
+	svc, err := coord.NewService(ctx, coord.ServiceConfig{Log: lg, Signer: key, IndexCache: idx, MaxParallel: f.maxParallel, AdminKeys: []*attest.Verifier{admin.Verifier()}, TickInterval: time.Hour})
 	if err != nil {
 		return "", err
 	}
