@@ -361,11 +361,9 @@ func (n *Network) makeOfficial(ctx context.Context) error {
 		if err := rebuild(ctx, s.Path, n.cfg.BuildPath, n.path("work", "official-"+s.NVR), out, knobs); err != nil {
 			return err
 		}
-		r, err := n.must(ctx, true, append([]string{"digest"}, globRPMs(out, n.cfg.Dir)...)...)
-		if err != nil {
+		if _, err := n.must(ctx, true, append([]string{"digest"}, globRPMs(out, n.cfg.Dir)...)...); err != nil {
 			return err
 		}
-		_ = r
 	}
 	return nil
 }

@@ -29,8 +29,9 @@ type Result struct {
 	// Verify holds, per NVR, every settled `skyline verify` run: the one
 	// after its stage, then (Scenario.Alarm) the one after the alarm.
 	Verify map[string][]VerifyRun
-	// Status is each builder's status (what `skyline builder status
-	// --json` prints), for the builders of Scenario.Warned once warned.
+	// Status is the status of builders (what `skyline builder status
+	// --json` prints): of those of Scenario.Warned once warned, of the
+	// honest ones at the end.
 	Status map[string]*builder.Status
 	// StatusText is the same, as the command prints it.
 	StatusText map[string]string
@@ -63,10 +64,12 @@ type verifyJSON struct {
 // enqueues the packages (skyline admin enqueue), shows progress while the
 // builders build, waits for the witnesses' verdicts and runs `skyline
 // verify` on each package; then it waits for the alarm when the scenario
-// trips the breaker, shows the malicious builders' status, runs `skyline
-// audit` over the whole log and checks the log independently (CheckLog).
-// It returns an error wrapping ErrUnexpected when a verdict, exit status,
-// notice or audit is not what the scenario wants.
+// trips the breaker, shows the warned builders' status and the stats
+// tracker's leaderboard, runs `skyline audit` over the whole log and
+// checks the log independently (CheckLog). It returns an error wrapping
+// ErrUnexpected when a verdict, exit status, notice, audit or verdict
+// entry is not what the scenario wants, ErrTimeout when the network did
+// not get there in Config.Timeout.
 func (n *Network) Run(ctx context.Context) (*Result, error) {
 	s := n.cfg.Scenario
 	res := &Result{Verify: map[string][]VerifyRun{}, Status: map[string]*builder.Status{}, StatusText: map[string]string{}}
