@@ -323,10 +323,30 @@ func (lf *logFollower) step(ctx context.Context) error {
 	if perr != nil && (errors.Is(perr, ErrRefused) || refusalKind(perr) != "") {
 		return perr // a refused log is not read further
 	}
+	lf.unconvincing(perr)
 	if err := lf.CatchUp(ctx); err != nil {
+		lf.unconvincing(err)
 		return errors.Join(perr, err)
 	}
 	return errors.Join(perr, lf.flush(ctx))
+}
+
+// unconvincing raises an error-level event and counts it when the log
+// served data that does not match its signed tree, or a checkpoint not
+// signed by its key: not signed evidence against the log (a broken cache or
+// a machine in the middle could do it), so nothing is persisted, but an
+// operator must look.
+func (lf *logFollower) unconvincing(err error) {
+	for _, k := range []struct {
+		err  error
+		kind string
+	}{{ErrBadTile, "bad-tile"}, {ErrHiddenEntry, "hidden-entry"}, {ErrBadSignature, "bad-signature"}, {ErrBadCheckpoint, "bad-checkpoint"}} {
+		if errors.Is(err, k.err) {
+			lf.d.metrics.refused(lf.name, k.kind)
+			lf.d.logger.Error("witness: log served data that does not match its signed tree or key", "log", lf.name, "kind", k.kind, "err", err)
+			return
+		}
+	}
 }
 
 // fetched is one batch of raw entries.
