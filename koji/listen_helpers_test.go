@@ -65,8 +65,9 @@ type recordingSink struct {
 }
 
 type recordedOfficial struct {
-	o     api.Official
-	files []string
+	o       api.Official
+	files   []string     // package names
+	digests []rpm.Digest // as DigestDir computed them
 }
 
 func (s *recordingSink) Enqueue(ctx context.Context, b api.EnqueueBody) error {
@@ -91,7 +92,7 @@ func (s *recordingSink) ImportOfficial(ctx context.Context, o api.Official) erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.officials = append(s.officials, recordedOfficial{o: o, files: files})
+	s.officials = append(s.officials, recordedOfficial{o: o, files: files, digests: ds})
 	return nil
 }
 
@@ -113,6 +114,8 @@ type kojiEnv struct {
 	t        testing.TB
 	hub      *kojitest.FakeHub
 	pkgs     *httptest.Server // kojipkgs over TLS, serving the hub's tree
+	files    *pkgFiles
+	cfg      koji.ImporterConfig // the importer's configuration (reopen uses it)
 	client   *koji.Client
 	sink     *recordingSink
 	logs     *logBuffer
@@ -125,7 +128,8 @@ type kojiEnv struct {
 func newKojiEnv(t testing.TB) *kojiEnv {
 	t.Helper()
 	hub := kojitest.NewFakeHub(t)
-	pkgs := httptest.NewTLSServer(http.FileServer(http.Dir(hub.Root())))
+	files := &pkgFiles{h: http.FileServer(http.Dir(hub.Root()))}
+	pkgs := httptest.NewTLSServer(files)
 	t.Cleanup(pkgs.Close)
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -133,7 +137,7 @@ func newKojiEnv(t testing.TB) *kojiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &kojiEnv{t: t, hub: hub, pkgs: pkgs, client: client, sink: &recordingSink{}, logs: logs, logger: logger,
+	e := &kojiEnv{t: t, hub: hub, pkgs: pkgs, files: files, client: client, sink: &recordingSink{}, logs: logs, logger: logger,
 		state: filepath.Join(t.TempDir(), "import-state.json")}
 	e.reopen()
 	return e
@@ -142,10 +146,13 @@ func newKojiEnv(t testing.TB) *kojiEnv {
 // reopen makes a new Importer on the same state file (a restart).
 func (e *kojiEnv) reopen() {
 	e.t.Helper()
-	im, err := koji.NewImporter(koji.ImporterConfig{
-		Hub: e.client, Paths: koji.PathInfo{Topdir: e.pkgs.URL}, Sink: e.sink, StatePath: e.state,
-		HTTPClient: e.pkgs.Client(), SigKeys: []string{kojitest.SigKey(e.t)}, Logger: e.logger,
-	})
+	if e.cfg.Hub == nil {
+		e.cfg = koji.ImporterConfig{
+			Hub: e.client, Paths: koji.PathInfo{Topdir: e.pkgs.URL}, Sink: e.sink, StatePath: e.state,
+			HTTPClient: e.pkgs.Client(), SigKeys: []string{kojitest.SigKey(e.t)}, Logger: e.logger,
+		}
+	}
+	im, err := koji.NewImporter(e.cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -255,4 +262,39 @@ func fileSHA256(t testing.TB, path string) string {
 
 func kojitestSpec(name string, st koji.BuildState) kojitest.BuildSpec {
 	return kojitest.BuildSpec{Name: name, Version: "1", Release: "1", State: st}
+}
+
+// pkgFiles serves kojipkgs: it records the paths asked for and can fail.
+type pkgFiles struct {
+	h        http.Handler
+	mu       sync.Mutex
+	paths    []string
+	failNext int
+}
+
+func (p *pkgFiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	p.paths = append(p.paths, r.URL.Path)
+	fail := p.failNext > 0
+	if fail {
+		p.failNext--
+	}
+	p.mu.Unlock()
+	if fail {
+		http.Error(w, "injected", http.StatusServiceUnavailable)
+		return
+	}
+	p.h.ServeHTTP(w, r)
+}
+
+func (p *pkgFiles) fail(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failNext = n
+}
+
+func (p *pkgFiles) requested() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.paths...)
 }

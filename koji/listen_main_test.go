@@ -3,6 +3,7 @@ package koji_test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -24,7 +25,17 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	broker, err = rabbittest.Start(dir, os.Stderr, 90*time.Second)
+	out, err := os.Create(filepath.Join(dir, "broker-output.log"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer out.Close()
+	broker, err = rabbittest.Start(dir, out, 90*time.Second)
+	if err != nil {
+		b, _ := os.ReadFile(out.Name())
+		os.Stderr.Write(b)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "koji tests need a real RabbitMQ:", err)
 		return 1

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -24,7 +25,17 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	broker, err = Start(dir, os.Stderr, 60*time.Second)
+	out, err := os.Create(filepath.Join(dir, "broker-output.log"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer out.Close()
+	broker, err = Start(dir, out, 90*time.Second)
+	if err != nil {
+		b, _ := os.ReadFile(out.Name())
+		os.Stderr.Write(b)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
