@@ -40,7 +40,9 @@ var (
 	ErrInclusion = errors.New("entry not proven in the tree")
 	// ErrSigner: an entry is not signed by a key allowed to make it.
 	ErrSigner = errors.New("entry not signed by an allowed key")
-	// ErrLookup: the lookup answer is malformed.
+	// ErrLookup: the lookup answer is malformed, names an entry about
+	// another package, or leaves out an attestation or verdict about the
+	// package.
 	ErrLookup = errors.New("bad lookup answer")
 )
 
