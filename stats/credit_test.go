@@ -389,3 +389,60 @@ func TestRefusedEntries(t *testing.T) {
 		t.Errorf("out-of-order entry moved next to %d", tr.Next())
 	}
 }
+
+// TestNoCreditBeforeClose: a verdict computed before the job closed
+// (insufficient) credits nobody and marks no outlier, even where a group
+// matches the official build; after the close the verdict counts, and a
+// group matching the official build earns credit though too few operators
+// answered for a quorum.
+func TestNoCreditBeforeClose(t *testing.T) {
+	w := newWorld(t)
+	ws := w.enrol(attest.RoleWitness, "w", "")
+	imp := w.enrol(attest.RoleImporter, "koji", "")
+	var k []*attest.Signer
+	for _, n := range []string{"a", "b", "c", "d"} {
+		k = append(k, w.enrol(attest.RoleBuilder, n, ""))
+	}
+	open := func(nvr string, variants ...string) attest.BuildID {
+		id := w.job(nvr)
+		var leases []string
+		for i := range variants {
+			leases = append(leases, w.lease(id, k[i], i))
+		}
+		for i, v := range variants {
+			w.result(id, leases[i], k[i], v, time.Hour)
+		}
+		w.verdict(id, ws)
+		return id
+	}
+	closeJob := func(id attest.BuildID) {
+		w.sign(w.coord, attest.PayloadJobClose, &attest.JobClose{JobID: w.jobs[id], Build: id, Results: 2, At: w.now})
+		w.verdict(id, ws)
+	}
+	quorum := open("quorum-1-1", "g", "g", "g", "x")
+	w.official(buildID("few-1-1"), imp, "g")
+	few := open("few-1-1", "g", "g")
+	tr := replay(t, w.config(), w.entries)
+	for _, id := range []attest.BuildID{quorum, few} {
+		if bs, _ := tr.Build(id); bs.Verdict.Verdict != attest.VerdictInsufficient {
+			t.Fatalf("%s: verdict %s before the close", id.NVR, bs.Verdict.Verdict)
+		}
+	}
+	if bs, _ := tr.Build(quorum); len(bs.Verdict.Outliers) != 1 {
+		t.Fatalf("the open job's verdict names %d outliers, want 1", len(bs.Verdict.Outliers))
+	}
+	for _, n := range []string{"a", "d"} {
+		if o := mustOperator(t, tr, n); o.Credit != 0 || o.Agreed != 0 || o.Outliers != 0 {
+			t.Errorf("%s before the close: %+v", n, o.Totals)
+		}
+	}
+	closeJob(quorum)
+	closeJob(few)
+	tr = replay(t, w.config(), w.entries)
+	if o := mustOperator(t, tr, "a"); o.Credit != 2*DefaultCreditPerHour || o.Agreed != 2 {
+		t.Errorf("a after the close: %+v, want both builds' credit", o.Totals)
+	}
+	if o := mustOperator(t, tr, "d"); o.Outliers != 1 || o.Credit != 0 {
+		t.Errorf("d after the close: %+v, want one outlier", o.Totals)
+	}
+}

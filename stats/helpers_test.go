@@ -204,6 +204,9 @@ func (w *world) verdict(b attest.BuildID, ws *attest.Signer) uint64 {
 		w.t.Fatal(err)
 	}
 	v := o.Payload(uint64(len(w.entries)))
+	if v.At.IsZero() {
+		v.At = w.now // an open job's outcome has no decision time
+	}
 	// attest.Verdict.Official is the official result set (hex), the
 	// engine's Outcome.Official a status word.
 	v.Official = ""

@@ -90,7 +90,7 @@ func (s *state) check() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("stats: restore: "+format+": %w", append(a, ErrState)...)
 	}
-	if s.Keys == nil || s.Operators == nil || s.Teams == nil || s.Results == nil || s.Official == nil || s.Builds == nil || s.Days == nil || s.Breaker.Open == nil {
+	if s.Keys == nil || s.Operators == nil || s.Teams == nil || s.Results == nil || s.Official == nil || s.Closed == nil || s.Builds == nil || s.Days == nil || s.Breaker.Open == nil {
 		return bad("missing maps")
 	}
 	for id, k := range s.Keys {

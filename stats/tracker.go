@@ -142,6 +142,7 @@ type state struct {
 	Teams     map[string]*Account    `json:"teams"`
 	Results   map[uint64]resultRec   `json:"results"`
 	Official  map[string]string      `json:"official"`
+	Closed    map[string]uint64      `json:"closed"` // buildKey -> index of its job close
 	Builds    map[string]*buildState `json:"builds"`
 	Days      map[string]*DayStats   `json:"days"`
 	Breaker   BreakerState           `json:"breaker"`
@@ -155,6 +156,7 @@ func newState() state {
 		Teams:     map[string]*Account{},
 		Results:   map[uint64]resultRec{},
 		Official:  map[string]string{},
+		Closed:    map[string]uint64{},
 		Builds:    map[string]*buildState{},
 		Days:      map[string]*DayStats{},
 		Breaker:   BreakerState{Open: []uint64{}},
@@ -287,6 +289,10 @@ func (t *Tracker) apply(index uint64, entry []byte) error {
 		t.leaseEnd(index, p)
 	case *attest.JobClose:
 		t.tick(p.At)
+		bk := t.internKey(buildKey(p.Build))
+		if _, ok := t.st.Closed[bk]; !ok {
+			t.st.Closed[bk] = index
+		}
 	case *attest.Attestation:
 		t.attestation(index, e.KeyID, p)
 	case *attest.Verdict:
@@ -460,9 +466,14 @@ func (t *Tracker) verdict(index uint64, witnessKey string, v *attest.Verdict) er
 		seen[i] = true
 		return r, true
 	}
+	// ARCHITECTURE.md "Agreement": a verdict is final only once the job is
+	// closed; one computed on a tree without the close counts nobody's
+	// results, lest colluders racing to a quorum be paid.
+	closedAt, closed := t.st.Closed[bk]
+	final := closed && v.TreeSize > closedAt
 	var durs []time.Duration
 	for _, g := range v.Groups {
-		if !creditedGroup(v, g, official) {
+		if !final || !creditedGroup(v, g, official) {
 			continue
 		}
 		for _, i := range g.Entries {
@@ -491,7 +502,7 @@ func (t *Tracker) verdict(index uint64, witnessKey string, v *attest.Verdict) er
 		add(i, KindAgreed, bs.Credit)
 	}
 	for _, o := range v.Outliers {
-		if r, ok := ours(o.Index); ok && r.Key == o.KeyID {
+		if r, ok := ours(o.Index); ok && final && r.Key == o.KeyID {
 			add(o.Index, KindOutlier, 0)
 		}
 	}
