@@ -2,6 +2,9 @@ package koji_test
 
 import (
 	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -226,5 +229,52 @@ func TestPollerCheckpoint(t *testing.T) {
 	}
 	if n, err := p.Poll(t.Context()); err != nil || n != 0 || len(e.sink.Jobs()) != 2 {
 		t.Fatalf("third poll: %d %v, %d jobs", n, err, len(e.sink.Jobs()))
+	}
+}
+
+// draftHub is a one-method hub whose only build is a Koji 1.34 draft
+// build (kojitest's fake hub makes no drafts).
+func draftHub(t *testing.T, calls *[]string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		method, _, err := koji.DecodeCall(r.Body, koji.Limits{MaxSize: 1 << 20})
+		if err != nil {
+			t.Errorf("draft hub: %v", err)
+			return
+		}
+		*calls = append(*calls, method)
+		out, err := koji.EncodeResponse(map[string]any{
+			"id": int64(77), "name": "hello", "version": "1.0", "release": "1", "nvr": "hello-1.0-1",
+			"state": int64(koji.BuildComplete), "draft": true, "epoch": nil, "creation_ts": 1.5e9, "completion_ts": 1.5e9,
+		})
+		if err != nil {
+			t.Errorf("draft hub: %v", err)
+			return
+		}
+		w.Write(out)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestImportSkipsDraft: a draft build is skipped without listing or
+// downloading its RPMs, and recorded.
+func TestImportSkipsDraft(t *testing.T) {
+	var calls []string
+	hub, err := koji.NewClient(koji.Config{HubURL: draftHub(t, &calls), MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &recordingSink{}
+	im, err := koji.NewImporter(koji.ImporterConfig{Hub: hub, Paths: koji.PathInfo{Topdir: "https://kojipkgs.invalid"}, Sink: sink,
+		StatePath: filepath.Join(t.TempDir(), "state.json"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := im.Import(t.Context(), 77, "hello-1.0-1", "test"); err != nil || st != koji.Skipped {
+		t.Fatalf("import: %v %v", st, err)
+	}
+	if out, _ := im.Handled(77); out != "skipped: draft build" || !slices.Equal(calls, []string{"getBuild"}) || len(sink.Jobs()) != 0 {
+		t.Fatalf("recorded %q, calls %v", out, calls)
 	}
 }
