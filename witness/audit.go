@@ -16,10 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync"
 
+	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -33,18 +36,19 @@ var ErrRootMismatch = errors.New("recomputed root differs from the checkpoint")
 
 // Kinds of audit discrepancies (docs/audit.md "Discrepancies").
 const (
-	DiscBadEntry        = "bad-entry"            // does not parse
-	DiscBadSignature    = "bad-signature"        // signature does not verify
-	DiscUnauthorized    = "unauthorized"         // signer may not make this entry (unenrolled, wrong role, not the coordinator)
-	DiscContradicts     = "contradicts-log"      // refused by the fold (second enrolment, lease of unknown job, ...)
-	DiscNotCounted      = "result-not-counted"   // a logged result that may not vote (no lease, unenrolled, revoked, late, ...)
-	DiscVerdictDiffers  = "verdict-differs"      // a witness verdict differs from the recomputation
-	DiscVerdictEarly    = "verdict-before-close" // a final verdict computed before the job closed
-	DiscVerdictFuture   = "verdict-future-size"  // a verdict claims a tree size beyond its own index
-	DiscVerdictNoBuild  = "verdict-unknown-build"
-	DiscAlarmUnderived  = "alarm-not-rederived" // an alarm logged while the recomputed breaker is not tripped
-	DiscTripUnlogged    = "trip-not-logged"     // the recomputed breaker tripped and no alarm followed
-	DiscIncompleteParts = "incomplete-result"   // parts of a result set never completed
+	DiscBadEntry       = "bad-entry"            // does not parse
+	DiscBadSignature   = "bad-signature"        // signature does not verify
+	DiscUnauthorized   = "unauthorized"         // signer may not make this entry (unenrolled, wrong role, not the coordinator)
+	DiscContradicts    = "contradicts-log"      // refused by the fold (second enrolment, lease of unknown job, ...)
+	DiscNotCounted     = "result-not-counted"   // a logged result that may not vote (no lease, unenrolled, revoked, late, ...)
+	DiscVerdictDiffers = "verdict-differs"      // a witness verdict differs from the recomputation
+	DiscVerdictEarly   = "verdict-before-close" // a final verdict computed before the job closed
+	DiscVerdictFuture  = "verdict-future-size"  // a verdict claims a tree size beyond its own index
+	DiscVerdictNoBuild = "verdict-unknown-build"
+	DiscAlarmUnderived = "alarm-not-rederived" // an alarm logged while the recomputed breaker is not tripped
+	DiscTripUnlogged   = "trip-not-logged"     // the recomputed breaker tripped and no alarm followed
+	DiscIndexHides     = "index-hides-entry"   // the NVR lookup index leaves out an entry about the NVR
+	DiscIndexWrong     = "index-wrong-entry"   // the NVR lookup index lists an entry about something else
 )
 
 // Discrepancy is one thing the log says that the replay does not confirm.
@@ -77,6 +81,12 @@ type AuditConfig struct {
 	Client *http.Client
 	// Workers parse and verify entries in parallel. Default GOMAXPROCS.
 	Workers int
+	// CheckIndex makes the audit also check the log's NVR lookup index
+	// (GET /lookup/{nvr}) for every NVR with entries in this run: each of
+	// those entries must be listed, and every listed entry of this run
+	// must be about the NVR. The index is not evidence, but a log whose
+	// index hides entries misleads every verify.
+	CheckIndex bool
 	// Progress, when set, is called after every batch with the entries
 	// replayed and the checkpoint's size.
 	Progress func(done, total uint64)
@@ -131,7 +141,8 @@ type auditor struct {
 	rng     *compact.Range
 	rep     *AuditReport
 	st      *AuditState
-	reports map[uint64]bool // results already reported as not counted
+	reports map[uint64]bool     // results already reported as not counted
+	byNVR   map[string][]uint64 // entries of this run the NVR index must list
 }
 
 var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
@@ -183,7 +194,7 @@ func Audit(ctx context.Context, cfg AuditConfig, prev *AuditState) (*AuditReport
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &auditor{cfg: cfg, pol: pol, fold: NewFold(cfg.Coordinator), rng: rangeFactory.NewEmptyRange(0), reports: map[uint64]bool{},
+	a := &auditor{cfg: cfg, pol: pol, fold: NewFold(cfg.Coordinator), rng: rangeFactory.NewEmptyRange(0), reports: map[uint64]bool{}, byNVR: map[string][]uint64{},
 		st: &AuditState{Counts: map[string]int{}}}
 	trusted := EmptyTree(cfg.Origin)
 	if prev != nil {
@@ -204,6 +215,9 @@ func Audit(ctx context.Context, cfg AuditConfig, prev *AuditState) (*AuditReport
 	from := a.fold.Next()
 	a.rep = &AuditReport{Checkpoint: CheckpointRef{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash.String()}, From: from, To: from, Discrepancies: []Discrepancy{}}
 	err = a.replay(ctx, cp)
+	if err == nil && cfg.CheckIndex {
+		err = a.checkIndex(ctx, from)
+	}
 	a.rep.To = a.fold.Next()
 	a.rep.Entries = a.rep.To - from
 	a.rep.Builds = a.fold.Builds()
@@ -432,6 +446,9 @@ func (a *auditor) apply(p *pending) {
 		return
 	}
 	e := p.e
+	if nvr := indexedNVR(e); nvr != "" {
+		a.byNVR[nvr] = append(a.byNVR[nvr], i)
+	}
 	if al, ok := e.Value.(*attest.Alarm); ok {
 		// The fold refuses alarms of keys that are not witnesses; the
 		// breaker's state decides whether the replay re-derives it.
@@ -538,6 +555,57 @@ func closedAt(rec BuildRecord) string {
 		return "no index yet"
 	}
 	return fmt.Sprintf("index %d", rec.ClosedAt)
+}
+
+// indexedNVR returns the NVR a log indexes the entry under
+// (coord.Indexer), or "".
+func indexedNVR(e *attest.Entry) string {
+	switch v := e.Value.(type) {
+	case *attest.Attestation:
+		return v.Build.NVR
+	case *attest.Verdict:
+		return v.Build.NVR
+	case *attest.Job:
+		return v.Build.NVR
+	case *attest.Lease:
+		return v.Build.NVR
+	case *attest.JobClose:
+		return v.Build.NVR
+	}
+	return ""
+}
+
+// checkIndex compares the log's NVR index with the entries of this run
+// (from the run's first index).
+func (a *auditor) checkIndex(ctx context.Context, from uint64) error {
+	client, err := api.NewClient(api.ClientConfig{URL: a.cfg.URL, HTTP: a.cfg.Client})
+	if err != nil {
+		return fmt.Errorf("witness: audit: %w: %w", ErrConfig, err)
+	}
+	to := a.fold.Next()
+	for _, nvr := range slices.Sorted(maps.Keys(a.byNVR)) {
+		resp, err := client.Lookup(ctx, nvr)
+		if err != nil {
+			return fmt.Errorf("witness: audit: lookup %s: %w: %v", nvr, ErrFetch, err)
+		}
+		listed := map[uint64]bool{}
+		for _, e := range resp.Entries {
+			listed[e.Index] = true
+		}
+		want := map[uint64]bool{}
+		for _, i := range a.byNVR[nvr] {
+			want[i] = true
+			if !listed[i] {
+				a.disc(Discrepancy{Index: i, Kind: DiscIndexHides, Detail: fmt.Sprintf("GET /lookup/%s does not list entry %d", nvr, i)})
+			}
+		}
+		for _, e := range resp.Entries {
+			if e.Index >= from && e.Index < to && !want[e.Index] {
+				a.disc(Discrepancy{Index: e.Index, Kind: DiscIndexWrong, Detail: fmt.Sprintf("GET /lookup/%s lists entry %d, which is not about %s", nvr, e.Index, nvr)})
+			}
+		}
+	}
+	return nil
 }
 
 // AuditExit maps Audit's result to the exit code of `skyline audit`: 0

@@ -338,3 +338,25 @@ func FuzzAuditState(f *testing.F) {
 		}
 	})
 }
+
+// TestAuditIndex: with CheckIndex, an entry the NVR lookup hides is
+// reported (the lie that misleads verify), and an honest index is clean.
+func TestAuditIndex(t *testing.T) {
+	n, b := vnetReproduced(t)
+	n.size()
+	cfg := AuditConfig{URL: n.srv.URL, LogKey: n.vkey, CheckIndex: true}
+	rep, _, err := Audit(t.Context(), cfg, nil)
+	if err != nil || len(rep.Discrepancies) != 0 {
+		t.Fatalf("honest index: %v %+v", err, rep.Discrepancies)
+	}
+	o, _ := n.outcome(b, DefaultPolicy())
+	hidden := o.Outliers[0].Index
+	n.hideLookup[hidden] = true
+	rep, _, err = Audit(t.Context(), cfg, nil)
+	if err != nil || AuditExit(rep, err) != 1 || len(rep.Discrepancies) != 1 {
+		t.Fatalf("%v exit %d: %+v", err, AuditExit(rep, err), rep.Discrepancies)
+	}
+	if d := rep.Discrepancies[0]; d.Index != hidden || d.Kind != DiscIndexHides || !strings.Contains(d.Detail, b.NVR) {
+		t.Fatalf("discrepancy %+v, want entry %d hidden from /lookup/%s", d, hidden, b.NVR)
+	}
+}

@@ -30,6 +30,7 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	save := fs.String("save", "", "write the state to resume from here (default: the --from file)")
 	coordPub := fs.String("coordinator", "", "the coordinator's PEM public key file (default: the log key)")
 	asJSON := fs.Bool("json", false, "print a JSON summary")
+	checkIndex := fs.Bool("check-index", false, "also check that the log's /lookup index lists every entry of the NVRs replayed")
 	quorum := fs.Int("quorum", witness.DefaultPolicy().Quorum, "agreement quorum the witnesses apply")
 	dissent := fs.Int("max-dissent", witness.DefaultPolicy().MaxDissent, "dissent the witnesses tolerate")
 	leases := fs.Int("leases", witness.DefaultPolicy().Leases, "leases per job")
@@ -39,7 +40,7 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	bm := fs.Int("breaker-min-sample", witness.DefaultBreakerConfig().MinSample, "circuit breaker minimum sample")
 	timeout := fs.Duration("timeout", 0, "give up after this long (0: no limit; Ctrl-C saves the state reached)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, `usage: skyline audit --log URL --pub KEY [--origin O] [--from STATE] [--save STATE] [--json]
+		fmt.Fprintf(stderr, `usage: skyline audit --log URL --pub KEY [--origin O] [--from STATE] [--save STATE] [--json] [--check-index]
 
 Replays every entry of the log from index 0, or from the state an earlier
 audit saved (docs/audit.md): checks each new checkpoint's signature and its
@@ -50,7 +51,9 @@ records, recomputes every verdict and the circuit breaker with the
 agreement engine, and compares them with the witnesses' verdict entries.
 Each discrepancy is printed (verdict differs, verdict before the job
 closed, entries of unenrolled keys, results without lease, alarms the
-breaker does not re-derive, ...). Progress goes to stderr: a bar on a
+breaker does not re-derive, ...). With --check-index it also checks the
+log's /lookup index: an index that hides an entry misleads every verify.
+Progress goes to stderr: a bar on a
 terminal, a line every few seconds otherwise.
 
 Exit status: 0 clean, 1 discrepancies (in any run of the state),
@@ -78,10 +81,11 @@ Flags:
 	}
 	cfg := witness.AuditConfig{
 		URL: *logURL, Origin: *origin, LogKey: vkey,
-		Policy:  &witness.Policy{Leases: *leases, Quorum: *quorum, MaxDissent: *dissent, RequireOfficialMatch: *official},
-		Breaker: &witness.BreakerConfig{Window: *bw, Threshold: *bt, MinSample: *bm, Mismatches: witness.DefaultBreakerConfig().Mismatches, MismatchWindow: witness.DefaultBreakerConfig().MismatchWindow},
-		Client:  &http.Client{Timeout: time.Minute},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Policy:     &witness.Policy{Leases: *leases, Quorum: *quorum, MaxDissent: *dissent, RequireOfficialMatch: *official},
+		Breaker:    &witness.BreakerConfig{Window: *bw, Threshold: *bt, MinSample: *bm, Mismatches: witness.DefaultBreakerConfig().Mismatches, MismatchWindow: witness.DefaultBreakerConfig().MismatchWindow},
+		Client:     &http.Client{Timeout: time.Minute},
+		CheckIndex: *checkIndex,
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if *coordPub != "" {
 		v, err := attest.LoadVerifier(*coordPub)
