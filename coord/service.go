@@ -605,8 +605,14 @@ func (s *Service) Revoke(ctx context.Context, keyID, reason string) (uint64, err
 	if err != nil {
 		return 0, err
 	}
+	// Stop trusting the key's signatures before the revocation is logged,
+	// not after: no request of the key is accepted from here on.
+	cached, _ := s.keys.LoadAndDelete(keyID)
 	idx, err := s.commit(r)
 	if err != nil {
+		if cached != nil {
+			s.keys.Store(keyID, cached)
+		}
 		return 0, err
 	}
 	s.cfg.Logger.Info("key revoked", "key", keyID, "reason", reason, "index", idx)
