@@ -40,6 +40,8 @@ type AMQPConfig struct {
 	// Logger receives one line per connection event and per message
 	// that is not imported. Default slog.Default().
 	Logger *slog.Logger
+	// Metrics, when set, counts deliveries and tracks the connection.
+	Metrics *ListenMetrics
 }
 
 // Consumer reads Koji's fedora-messaging messages from a broker and
@@ -166,6 +168,8 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 	}
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	c.cfg.Logger.Info("koji: subscribed to the broker", "url", redactURL(c.cfg.URL), "queue", q.Name, "topics", strings.Join(c.cfg.Filter.Topics(), ","))
+	c.cfg.Metrics.setConnected(true)
+	defer c.cfg.Metrics.setConnected(false)
 	if connected != nil {
 		connected()
 	}
@@ -205,24 +209,32 @@ func (c *Consumer) handle(ctx context.Context, d amqp.Delivery) bool {
 	lg := c.cfg.Logger.With("topic", d.RoutingKey, "message_id", d.MessageId, "redelivered", d.Redelivered)
 	schema, _ := d.Headers["fedora_messaging_schema"].(string)
 	a, err := ParseMessage(c.cfg.Filter, d.RoutingKey, schema, d.ContentType, d.Body)
+	m := c.cfg.Metrics
 	switch {
 	case errors.Is(err, ErrNotComplete):
+		m.message("not-complete")
 		lg.Debug("koji: message ignored: not a completed build", "err", err)
 	case errors.Is(err, ErrOtherInstance):
+		m.message("other-instance")
 		lg.Info("koji: message ignored: another Koji instance", "err", err)
 	case errors.Is(err, ErrUnknownSchema):
+		m.message("unknown-schema")
 		lg.Warn("koji: message refused: unknown schema", "schema", schema, "err", err)
 	case err != nil:
+		m.message("malformed")
 		lg.Warn("koji: message refused: malformed", "bytes", len(d.Body), "err", err)
 	default:
 		st, err := c.im.Import(ctx, a.BuildID, a.NVR, "amqp")
 		switch {
 		case errors.Is(err, ErrTransient):
+			m.message("requeued")
 			lg.Warn("koji: import failed transiently; message requeued", "build_id", a.BuildID, "nvr", a.NVR, "err", err)
 			return false
 		case err != nil:
+			m.message("not-imported")
 			lg.Error("koji: build not imported", "build_id", a.BuildID, "nvr", a.NVR, "source", "amqp", "err", err)
 		default:
+			m.message("handled")
 			lg.Info("koji: message handled", "build_id", a.BuildID, "nvr", a.NVR, "status", st.String())
 		}
 	}

@@ -123,6 +123,8 @@ type ImporterConfig struct {
 	Wanted int
 	// Logger receives one line per build handled. Default slog.Default().
 	Logger *slog.Logger
+	// Metrics, when set, counts imports and keeps the checkpoint gauge.
+	Metrics *ListenMetrics
 }
 
 // Importer imports Koji builds into skyline, each build id once. Safe for
@@ -215,6 +217,7 @@ func (im *Importer) SetCheckpoint(t time.Time) error {
 		return err
 	}
 	im.state = next
+	im.cfg.Metrics.setCheckpoint(ts)
 	return nil
 }
 
@@ -238,8 +241,10 @@ func (im *Importer) Import(ctx context.Context, id int64, nvr, source string) (I
 	key := strconv.FormatInt(id, 10)
 	if d, ok := im.state.Done[key]; ok {
 		if nvr != "" && d.NVR != nvr {
+			im.cfg.Metrics.failed(source, false)
 			return 0, fmt.Errorf("koji: import build %d: the message names %s, the hub %s: %w", id, nvr, d.NVR, ErrNVRMismatch)
 		}
+		im.cfg.Metrics.imported(source, AlreadyHandled)
 		return AlreadyHandled, nil
 	}
 	lg := im.cfg.Logger.With("build_id", id, "source", source)
@@ -248,14 +253,17 @@ func (im *Importer) Import(ctx context.Context, id int64, nvr, source string) (I
 		if !errors.Is(err, ErrTransient) && transient(err) {
 			err = fmt.Errorf("%w: %w", ErrTransient, err)
 		}
+		im.cfg.Metrics.failed(source, errors.Is(err, ErrTransient))
 		return 0, err
 	}
 	next := im.state.clone()
 	next.Done[key] = doneEntry{NVR: outcome.nvr, Outcome: outcome.text, Jobs: jobs, At: time.Now().UTC()}
 	if err := next.save(im.cfg.StatePath); err != nil {
+		im.cfg.Metrics.failed(source, true)
 		return 0, fmt.Errorf("%w: %w", ErrTransient, err)
 	}
 	im.state = next
+	im.cfg.Metrics.imported(source, status)
 	return status, nil
 }
 

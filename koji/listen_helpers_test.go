@@ -20,6 +20,7 @@ import (
 	"github.com/fedora-skyline/skyline/koji"
 	"github.com/fedora-skyline/skyline/koji/kojitest"
 	"github.com/fedora-skyline/skyline/koji/rabbittest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // logBuffer collects slog output for assertions.
@@ -123,6 +124,8 @@ type kojiEnv struct {
 	state    string
 	importer *koji.Importer
 	filter   koji.MessageFilter
+	reg      *prometheus.Registry
+	metrics  *koji.ListenMetrics
 }
 
 func newKojiEnv(t testing.TB) *kojiEnv {
@@ -139,8 +142,44 @@ func newKojiEnv(t testing.TB) *kojiEnv {
 	}
 	e := &kojiEnv{t: t, hub: hub, pkgs: pkgs, files: files, client: client, sink: &recordingSink{}, logs: logs, logger: logger,
 		state: filepath.Join(t.TempDir(), "import-state.json")}
+	e.reg = prometheus.NewRegistry()
+	if e.metrics, err = koji.NewListenMetrics(e.reg); err != nil {
+		t.Fatal(err)
+	}
 	e.reopen()
 	return e
+}
+
+// metric returns the value of a counter or gauge of e.reg with the given
+// labels (name=value pairs), 0 when absent.
+func (e *kojiEnv) metric(name string, labels ...string) float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue next
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
 }
 
 // reopen makes a new Importer on the same state file (a restart).
@@ -149,7 +188,7 @@ func (e *kojiEnv) reopen() {
 	if e.cfg.Hub == nil {
 		e.cfg = koji.ImporterConfig{
 			Hub: e.client, Paths: koji.PathInfo{Topdir: e.pkgs.URL}, Sink: e.sink, StatePath: e.state,
-			HTTPClient: e.pkgs.Client(), SigKeys: []string{kojitest.SigKey(e.t)}, Logger: e.logger,
+			HTTPClient: e.pkgs.Client(), SigKeys: []string{kojitest.SigKey(e.t)}, Logger: e.logger, Metrics: e.metrics,
 		}
 	}
 	im, err := koji.NewImporter(e.cfg)
@@ -166,6 +205,7 @@ func (e *kojiEnv) listen(pollEvery time.Duration) (stop func()) {
 	c, err := koji.NewConsumer(koji.AMQPConfig{
 		URL: broker.URL, TLS: broker.TLSConfig(rabbittest.ListenerUser), Filter: e.filter,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Heartbeat: 5 * time.Second, Logger: e.logger,
+		Metrics: e.metrics,
 	}, e.importer)
 	if err != nil {
 		e.t.Fatal(err)

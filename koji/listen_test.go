@@ -195,6 +195,16 @@ func TestListenBadInput(t *testing.T) {
 	if n := len(e.sink.Jobs()); n != 1 {
 		t.Fatalf("%d jobs, want 1", n)
 	}
+	e.waitFor("the handled counter", func() bool { return e.metric("skyline_koji_messages_total", "outcome", "handled") == 1 })
+	for outcome, want := range map[string]float64{"malformed": 6, "unknown-schema": 2, "other-instance": 1, "not-complete": 1, "not-imported": 2} {
+		if got := e.metric("skyline_koji_messages_total", "outcome", outcome); got != want {
+			t.Errorf("messages_total{outcome=%s} = %v, want %v", outcome, got, want)
+		}
+	}
+	if e.metric("skyline_koji_messages_total", "outcome", "requeued") < 1 || e.metric("skyline_koji_import_failures_total", "source", "amqp", "kind", "transient") < 1 ||
+		e.metric("skyline_koji_imports_total", "source", "amqp", "status", "imported") != 1 || e.metric("skyline_koji_broker_connected") != 1 {
+		t.Errorf("import metrics wrong")
+	}
 	if t.Failed() {
 		t.Logf("logs:\n%s", e.logs)
 	}

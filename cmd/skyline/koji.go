@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -26,6 +28,8 @@ import (
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/koji"
 	"github.com/fedora-skyline/skyline/witness"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -40,7 +44,9 @@ func (d *kojiDuration) UnmarshalText(b []byte) error {
 
 // kojiConfig is /etc/skyline/koji.toml. docs/fedora.md shows a complete one.
 type kojiConfig struct {
-	Hub struct {
+	// MetricsListen, when set, serves Prometheus metrics at /metrics.
+	MetricsListen string `toml:"metrics_listen"`
+	Hub           struct {
 		URL    string `toml:"url"`    // Koji hub XML-RPC endpoint
 		Topdir string `toml:"topdir"` // kojipkgs (Koji's topurl)
 	} `toml:"hub"`
@@ -149,10 +155,28 @@ func runKoji(name string, args []string, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	reg := prometheus.NewRegistry()
+	metrics, err := koji.NewListenMetrics(reg)
+	if err != nil {
+		fmt.Fprintf(stderr, "skyline %s: %v\n", name, err)
+		return exitFail
+	}
+	if cfg.MetricsListen != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			fmt.Fprintf(stderr, "skyline %s: metrics_listen: %v\n", name, err)
+			return exitFail
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go ms.Serve(ln)
+		defer ms.Close()
+	}
 
 	var runs []func(context.Context) error
 	if name == "koji-listen" {
-		l, poller, err := buildListener(cfg, logger)
+		l, poller, err := buildListener(cfg, logger, metrics)
 		if err != nil {
 			fmt.Fprintf(stderr, "skyline %s: %v\n", name, err)
 			return exitUsage
@@ -192,7 +216,7 @@ func runKoji(name string, args []string, stderr io.Writer) int {
 	return exitOK
 }
 
-func buildListener(cfg *kojiConfig, logger *slog.Logger) (*koji.Listener, *koji.Poller, error) {
+func buildListener(cfg *kojiConfig, logger *slog.Logger, metrics *koji.ListenMetrics) (*koji.Listener, *koji.Poller, error) {
 	if cfg.Hub.URL == "" || cfg.Hub.Topdir == "" || cfg.Import.State == "" || cfg.Skyline.Server == "" ||
 		cfg.Skyline.AdminKey == "" || cfg.Skyline.ImporterKey == "" {
 		return nil, nil, errors.New("hub.url, hub.topdir, import.state, skyline.server, skyline.admin_key and skyline.importer_key are required")
@@ -222,7 +246,7 @@ func buildListener(cfg *kojiConfig, logger *slog.Logger) (*koji.Listener, *koji.
 		Sink:      &koji.APISink{Admin: adminClient, Server: server, ImporterKey: importer},
 		StatePath: cfg.Import.State, Arches: cfg.Import.Arches, NoarchArch: cfg.Import.NoarchArch,
 		SigKeys: cfg.Import.SigKeys, Wanted: cfg.Import.Wanted,
-		MaxSRPMSize: cfg.Import.MaxSRPMSize, MaxRPMSize: cfg.Import.MaxRPMSize, Logger: logger,
+		MaxSRPMSize: cfg.Import.MaxSRPMSize, MaxRPMSize: cfg.Import.MaxRPMSize, Logger: logger, Metrics: metrics,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -235,7 +259,7 @@ func buildListener(cfg *kojiConfig, logger *slog.Logger) (*koji.Listener, *koji.
 			return nil, nil, err
 		}
 		l.Consumer, err = koji.NewConsumer(koji.AMQPConfig{
-			URL: cfg.AMQP.URL, TLS: tc, Logger: logger,
+			URL: cfg.AMQP.URL, TLS: tc, Logger: logger, Metrics: metrics,
 			Filter: koji.MessageFilter{TopicPrefix: cfg.AMQP.TopicPrefix, Instance: cfg.AMQP.Instance},
 		}, im)
 		if err != nil {
