@@ -523,3 +523,63 @@ func TestWitnessRollbackAndBadProof(t *testing.T) {
 		t.Fatalf("cosigned %d after the bad proof", cp.Size)
 	}
 }
+
+// failingSubmitter is a log that cannot be reached.
+type failingSubmitter struct{}
+
+func (failingSubmitter) SubmitEntry(context.Context, []byte) (uint64, error) {
+	return 0, errors.New("connection refused")
+}
+
+// TestWitnessOutboxSurvivesRestart: a verdict signed while the log's API is
+// unreachable stays in the persisted outbox; a restarted witness sends the
+// same bytes, and the log holds it once.
+func TestWitnessOutboxSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	n := newNetwork(t)
+	keys := writeWitnessKeys(t, n.coordKey)
+	n.enrolKey(keys.verdict, attest.RoleWitness, "witness-op")
+	var builders []*attest.Signer
+	for i := range 5 {
+		builders = append(builders, n.enrol(attest.RoleBuilder, fmt.Sprintf("op%d", i)))
+	}
+	n.rebuild("hello-2.12.1-5.fc41", builders, []string{"A", "A", "A", "A", "A"})
+	cfg := witnessConfig(t.TempDir(), keys, n.url, n.logVKey, true)
+	down, err := NewDaemon(cfg, Env{Submitter: func(LogConfig) (Submitter, error) { return failingSubmitter{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := down.Step(ctx); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("round with the API down: %v", err)
+	}
+	if len(down.logs[0].aux.Outbox) != 1 {
+		t.Fatalf("outbox holds %d entries, want 1", len(down.logs[0].aux.Outbox))
+	}
+	pending := bytes.Clone(down.logs[0].aux.Outbox[0].Envelope)
+	before, _ := n.log.Size()
+
+	up := newDaemon(t, cfg, n.url)
+	if got := up.logs[0].aux.Outbox; len(got) != 1 || !bytes.Equal(got[0].Envelope, pending) {
+		t.Fatalf("restarted outbox %d entries", len(got))
+	}
+	if err := up.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := n.log.Size()
+	if after != before+1 || len(up.logs[0].aux.Outbox) != 0 {
+		t.Fatalf("log grew by %d, outbox %d", after-before, len(up.logs[0].aux.Outbox))
+	}
+	last, err := n.log.Entry(ctx, after-1)
+	if err != nil || !bytes.Equal(last, pending) {
+		t.Fatalf("logged entry is not the persisted one: %v", err)
+	}
+	// Sending it again (a crash after the send, before the outbox was
+	// emptied) changes nothing.
+	idx, err := apiSubmitter{n.client(nil)}.SubmitEntry(ctx, pending)
+	if err != nil || idx != after-1 {
+		t.Fatalf("resend: index %d, %v; want %d", idx, err, after-1)
+	}
+	if size, _ := n.log.Size(); size != after {
+		t.Fatalf("resend grew the log to %d", size)
+	}
+}
