@@ -179,8 +179,8 @@ func TestDemoScenario(t *testing.T) {
 	// Mallory's daemon was warned, and told which builds it was an
 	// outlier on; no honest builder was.
 	st := res.Status["mallory"]
-	if st == nil || st.Warning != builder.OutlierWarning {
-		t.Fatalf("mallory's status: %+v, want the outlier warning", st)
+	if st == nil || st.Warning != builder.OutlierWarning || st.Counters.Outliers != 2 {
+		t.Fatalf("mallory's status: %+v, want the outlier warning and 2 outliers (each counted once, however many witnesses judged it)", st)
 	}
 	var outlierOn []string
 	for _, nt := range st.Notices {
@@ -367,6 +367,12 @@ func TestBreakerScenario(t *testing.T) {
 	}
 	if res.AuditExit != 0 {
 		t.Errorf("skyline audit: exit %d, want 0 (the alarm is re-derived)\n%s", res.AuditExit, res.AuditOutput)
+	}
+	// One outlier each: the four are told, not warned.
+	for _, op := range s.Malicious {
+		if st := res.Status[op]; st == nil || st.Counters.Outliers != 1 || st.Warning != "" {
+			t.Errorf("%s's status %+v, want 1 outlier and no warning", op, st)
+		}
 	}
 	cl := checkLog(t, n)
 	alarms := cl.Alarms()

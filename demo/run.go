@@ -29,9 +29,9 @@ type Result struct {
 	// Verify holds, per NVR, every settled `skyline verify` run: the one
 	// after its stage, then (Scenario.Alarm) the one after the alarm.
 	Verify map[string][]VerifyRun
-	// Status is the status of builders (what `skyline builder status
+	// Status is every builder's status (what `skyline builder status
 	// --json` prints): of those of Scenario.Warned once warned, of the
-	// honest ones at the end.
+	// others at the end.
 	Status map[string]*builder.Status
 	// StatusText is the same, as the command prints it.
 	StatusText map[string]string
@@ -322,19 +322,28 @@ func (n *Network) notices(ctx context.Context, res *Result) error {
 		}
 		res.StatusText[b.Operator] = r.Stdout
 	}
-	// An honest builder is never an outlier, let alone warned.
+	// No other builder is warned (one outlier is not enough), every
+	// malicious one is told of its outlier, and an honest builder is never
+	// an outlier.
 	var problems []error
 	for _, b := range n.Builders {
-		if b.Malicious {
+		if slices.Contains(n.cfg.Scenario.Warned, b.Operator) {
 			continue
 		}
 		st, err := builder.ReadStatus(b.StateDir, 10)
+		// A malicious builder altered a build, so it hears of an outlier.
+		for deadline := time.Now().Add(n.cfg.Timeout); b.Malicious && err == nil && st.Counters.Outliers == 0 && time.Now().Before(deadline); {
+			if err := sleep(ctx, time.Second); err != nil {
+				return err
+			}
+			st, err = builder.ReadStatus(b.StateDir, 10)
+		}
 		if err != nil {
 			return fmt.Errorf("demo: builder %s: %w", b.Operator, err)
 		}
 		res.Status[b.Operator] = st
-		if st.Warning != "" || st.Counters.Outliers > 0 {
-			problems = append(problems, fmt.Errorf("demo: honest builder %s: %d outlier notices, warning %q: %w", b.Operator, st.Counters.Outliers, st.Warning, ErrUnexpected))
+		if st.Warning != "" || b.Malicious != (st.Counters.Outliers > 0) {
+			problems = append(problems, fmt.Errorf("demo: builder %s (malicious %v): %d outliers, warning %q: %w", b.Operator, b.Malicious, st.Counters.Outliers, st.Warning, ErrUnexpected))
 		}
 	}
 	return errors.Join(problems...)
