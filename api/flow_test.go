@@ -104,3 +104,30 @@ func TestEndLeaseAndPolledReceipt(t *testing.T) {
 		t.Fatalf("polled receipt: %v", err)
 	}
 }
+
+// TestEnqueueRoles checks who may enqueue: an admin or Koji's importer
+// key, not a witness or a builder.
+func TestEnqueueRoles(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	imp := e.enrol(attest.RoleImporter, "koji")
+	wit := e.enrol(attest.RoleWitness, "wendy")
+	bld := e.enrol(attest.RoleBuilder, "bob")
+	body := func(nvr string) EnqueueBody {
+		return EnqueueBody{NVR: nvr, Arch: "x86_64", SRPMURL: "https://koji.example/x.src.rpm", SRPMSHA256: sha(nvr)}
+	}
+	if _, err := e.client(imp).Enqueue(ctx, body("a-1-1")); err != nil {
+		t.Fatalf("importer: %v", err)
+	}
+	for _, k := range []*attest.Signer{wit, bld} {
+		if _, err := e.client(k).Enqueue(ctx, body("b-1-1")); !errors.Is(err, coord.ErrRole) {
+			t.Fatalf("enqueue by a non-admin: %v", err)
+		}
+	}
+	if _, err := e.client(e.admin).Enqueue(ctx, body("a-1-1")); !errors.Is(err, coord.ErrDuplicateJob) {
+		t.Fatalf("second enqueue of a build: %v", err)
+	}
+	if n := len(e.svc.Jobs()); n != 1 {
+		t.Fatalf("%d jobs", n)
+	}
+}

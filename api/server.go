@@ -576,16 +576,23 @@ func CheckpointSize(note []byte) (uint64, error) {
 	return parseUint("checkpoint size", string(lines[1]))
 }
 
-// signed reads and verifies a signed request for action by a key with
-// role, decoding its body into body, and checks freshness, rate and replay.
-// It returns the signer's key id.
-func (s *Server) signed(w http.ResponseWriter, r *http.Request, action, role string, body any) (string, error) {
+// signed reads and verifies a signed request for action by a key with one
+// of roles, decoding its body into body, and checks freshness, rate and
+// replay. It returns the signer's key id.
+func (s *Server) signed(w http.ResponseWriter, r *http.Request, action string, roles []string, body any) (string, error) {
 	data, err := readBody(w, r, s.cfg.MaxRequestBytes)
 	if err != nil {
 		return "", err
 	}
 	req, keyID, err := attest.ParseRequest(data, action, func(keyID string) (*attest.Verifier, error) {
-		return s.svc.RequestVerifier(keyID, role)
+		var err error
+		for _, role := range roles {
+			var v *attest.Verifier
+			if v, err = s.svc.RequestVerifier(keyID, role); !errors.Is(err, coord.ErrRole) {
+				return v, err
+			}
+		}
+		return nil, err
 	}, body)
 	if err != nil {
 		return "", err
@@ -603,9 +610,17 @@ func (s *Server) signed(w http.ResponseWriter, r *http.Request, action, role str
 	return keyID, nil
 }
 
+// Roles that may sign each kind of request: jobs are enqueued by an admin
+// or by Koji's importer (docs/api.md, "Signed requests").
+var (
+	builderRole  = []string{attest.RoleBuilder}
+	adminRole    = []string{attest.RoleAdmin}
+	enqueueRoles = []string{attest.RoleAdmin, attest.RoleImporter}
+)
+
 func (s *Server) lease(w http.ResponseWriter, r *http.Request) error {
 	var b LeaseBody
-	keyID, err := s.signed(w, r, ActionLease, attest.RoleBuilder, &b)
+	keyID, err := s.signed(w, r, ActionLease, builderRole, &b)
 	if err != nil {
 		return err
 	}
@@ -618,7 +633,7 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) leaseEnd(w http.ResponseWriter, r *http.Request) error {
 	var b LeaseEndBody
-	keyID, err := s.signed(w, r, ActionLeaseEnd, attest.RoleBuilder, &b)
+	keyID, err := s.signed(w, r, ActionLeaseEnd, builderRole, &b)
 	if err != nil {
 		return err
 	}
@@ -634,7 +649,7 @@ func (s *Server) leaseEnd(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) notices(w http.ResponseWriter, r *http.Request) error {
 	var b EmptyBody
-	keyID, err := s.signed(w, r, ActionNotices, attest.RoleBuilder, &b)
+	keyID, err := s.signed(w, r, ActionNotices, builderRole, &b)
 	if err != nil {
 		return err
 	}
@@ -643,7 +658,7 @@ func (s *Server) notices(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) error {
 	var b EnqueueBody
-	if _, err := s.signed(w, r, ActionEnqueue, attest.RoleAdmin, &b); err != nil {
+	if _, err := s.signed(w, r, ActionEnqueue, enqueueRoles, &b); err != nil {
 		return err
 	}
 	j, idx, err := s.svc.Enqueue(r.Context(), attest.Job{
@@ -659,7 +674,7 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) enrol(w http.ResponseWriter, r *http.Request) error {
 	var b EnrolBody
-	if _, err := s.signed(w, r, ActionEnrol, attest.RoleAdmin, &b); err != nil {
+	if _, err := s.signed(w, r, ActionEnrol, adminRole, &b); err != nil {
 		return err
 	}
 	v, err := attest.ParsePublicPEM([]byte(b.PublicKey))
@@ -678,7 +693,7 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	var b RevokeBody
-	if _, err := s.signed(w, r, ActionRevoke, attest.RoleAdmin, &b); err != nil {
+	if _, err := s.signed(w, r, ActionRevoke, adminRole, &b); err != nil {
 		return err
 	}
 	idx, err := s.svc.Revoke(r.Context(), b.KeyID, b.Reason)
@@ -690,7 +705,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) jobs(w http.ResponseWriter, r *http.Request) error {
 	var b EmptyBody
-	if _, err := s.signed(w, r, ActionJobs, attest.RoleAdmin, &b); err != nil {
+	if _, err := s.signed(w, r, ActionJobs, adminRole, &b); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, JobsResponse{Jobs: s.svc.Jobs()})
