@@ -21,9 +21,11 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
+	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
@@ -81,6 +83,12 @@ type AuditConfig struct {
 	Client *http.Client
 	// Workers parse and verify entries in parallel. Default GOMAXPROCS.
 	Workers int
+	// Cosigners are witnesses' cosignature verifier keys (C2SP
+	// tlog-cosignature, cosignature/v1); the report names those that
+	// cosigned the checkpoint, and with CosignerQuorum > 0 fewer than that
+	// many is a verification failure (ErrTooFewCosignatures). Default none.
+	Cosigners      []string
+	CosignerQuorum int
 	// CheckIndex makes the audit also check the log's NVR lookup index
 	// (GET /lookup/{nvr}) for every NVR with entries in this run: each of
 	// those entries must be listed, and every listed entry of this run
@@ -115,8 +123,11 @@ type AuditState struct {
 // AuditReport is what one Audit run found.
 type AuditReport struct {
 	Checkpoint CheckpointRef `json:"checkpoint"`
-	From       uint64        `json:"from"`
-	To         uint64        `json:"to"`
+	// Cosigners names the AuditConfig.Cosigners whose cosignature of the
+	// checkpoint verifies.
+	Cosigners []string `json:"cosigners,omitempty"`
+	From      uint64   `json:"from"`
+	To        uint64   `json:"to"`
 	// Entries replayed in this run, verdicts compared, builds known.
 	Entries  uint64 `json:"entries"`
 	Verdicts int    `json:"verdicts_checked"`
@@ -211,9 +222,27 @@ func Audit(ctx context.Context, cfg AuditConfig, prev *AuditState) (*AuditReport
 	if err != nil {
 		return nil, a.st, fmt.Errorf("witness: audit: %w", err)
 	}
+	var cosigners []string
+	if len(cfg.Cosigners) > 0 {
+		pol := &VerifyPolicy{logVerifier: lv}
+		for _, k := range cfg.Cosigners {
+			cv, err := fnote.NewVerifierForCosignatureV1(k)
+			if err != nil {
+				return nil, a.st, fmt.Errorf("witness: audit: cosigner key %q: %w: %v", k, ErrConfig, err)
+			}
+			pol.cosigners = append(pol.cosigners, cv)
+			pol.Witnesses = append(pol.Witnesses, WitnessPolicy{Name: cv.Name()})
+		}
+		if cosigners, _, err = Cosigners(cp, pol, time.Time{}); err != nil {
+			return nil, a.st, err
+		}
+		if len(cosigners) < cfg.CosignerQuorum {
+			return nil, a.st, fmt.Errorf("witness: audit: checkpoint %d cosigned by %v, need %d: %w", cp.Size, cosigners, cfg.CosignerQuorum, ErrTooFewCosignatures)
+		}
+	}
 	a.st.Checkpoint = string(cp.Note)
 	from := a.fold.Next()
-	a.rep = &AuditReport{Checkpoint: CheckpointRef{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash.String()}, From: from, To: from, Discrepancies: []Discrepancy{}}
+	a.rep = &AuditReport{Checkpoint: CheckpointRef{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash.String()}, Cosigners: cosigners, From: from, To: from, Discrepancies: []Discrepancy{}}
 	err = a.replay(ctx, cp)
 	if err == nil && cfg.CheckIndex {
 		err = a.checkIndex(ctx, from)

@@ -219,6 +219,21 @@ func TestAuditLyingLog(t *testing.T) {
 		rep, _, err := n.audit(t, nil, nil)
 		check(t, rep, err, ErrBadSignature)
 	})
+	t.Run("too-few-cosignatures", func(t *testing.T) {
+		n, _ := vnetReproduced(t)
+		n.size()
+		cfg := AuditConfig{URL: n.srv.URL, LogKey: n.vkey, CosignerQuorum: 2}
+		for _, w := range n.witnesses {
+			cfg.Cosigners = append(cfg.Cosigners, w.cosign.VerifierKey())
+		}
+		rep, _, err := Audit(t.Context(), cfg, nil)
+		if err != nil || len(rep.Cosigners) != 3 {
+			t.Fatalf("all cosigned: %v, cosigners %v", err, rep.Cosigners)
+		}
+		n.cosigners = 1
+		rep, _, err = Audit(t.Context(), cfg, nil)
+		check(t, rep, err, ErrTooFewCosignatures)
+	})
 	t.Run("bad-tile", func(t *testing.T) {
 		n, _ := vnetReproduced(t)
 		size := n.size()

@@ -30,6 +30,12 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	save := fs.String("save", "", "write the state to resume from here (default: the --from file)")
 	coordPub := fs.String("coordinator", "", "the coordinator's PEM public key file (default: the log key)")
 	asJSON := fs.Bool("json", false, "print a JSON summary")
+	var cosigners []string
+	fs.Func("cosigner", "a witness's cosignature verifier key (C2SP tlog-cosignature); repeat for each witness", func(v string) error {
+		cosigners = append(cosigners, v)
+		return nil
+	})
+	cosignersRequired := fs.Int("cosigners-required", 0, "fail (exit 3) when fewer of the --cosigner witnesses cosigned the checkpoint")
 	checkIndex := fs.Bool("check-index", false, "also check that the log's /lookup index lists every entry of the NVRs replayed")
 	quorum := fs.Int("quorum", witness.DefaultPolicy().Quorum, "agreement quorum the witnesses apply")
 	dissent := fs.Int("max-dissent", witness.DefaultPolicy().MaxDissent, "dissent the witnesses tolerate")
@@ -41,6 +47,7 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 0, "give up after this long (0: no limit; Ctrl-C saves the state reached)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `usage: skyline audit --log URL --pub KEY [--origin O] [--from STATE] [--save STATE] [--json] [--check-index]
+       [--cosigner VKEY]... [--cosigners-required K]
 
 Replays every entry of the log from index 0, or from the state an earlier
 audit saved (docs/audit.md): checks each new checkpoint's signature and its
@@ -85,7 +92,8 @@ Flags:
 		Breaker:    &witness.BreakerConfig{Window: *bw, Threshold: *bt, MinSample: *bm, Mismatches: witness.DefaultBreakerConfig().Mismatches, MismatchWindow: witness.DefaultBreakerConfig().MismatchWindow},
 		Client:     &http.Client{Timeout: time.Minute},
 		CheckIndex: *checkIndex,
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Cosigners:  cosigners, CosignerQuorum: *cosignersRequired,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if *coordPub != "" {
 		v, err := attest.LoadVerifier(*coordPub)
