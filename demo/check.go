@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	flog "github.com/transparency-dev/formats/log"
 	fnote "github.com/transparency-dev/formats/note"
@@ -67,7 +68,7 @@ type LogCheck struct {
 	Admin       *attest.Verifier // alarm clears; optional
 	Witnesses   []CheckWitness
 	Builders    []CheckBuilder
-	// Client makes the requests. Default: http.DefaultClient.
+	// Client makes the requests. Default: a client with a 30 s timeout.
 	Client *http.Client
 }
 
@@ -155,7 +156,7 @@ func (c *CheckedLog) Attestations(nvr string) map[string]*attest.Attestation {
 // is named.
 func CheckLog(ctx context.Context, lc LogCheck, nvrs []string) (*CheckedLog, error) {
 	if lc.Client == nil {
-		lc.Client = http.DefaultClient
+		lc.Client = &http.Client{Timeout: 30 * time.Second}
 	}
 	r := &reader{ctx: ctx, c: lc.Client, base: strings.TrimSuffix(lc.URL, "/"), cache: map[string][]byte{}}
 	raw, err := r.get("checkpoint")

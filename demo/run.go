@@ -488,7 +488,8 @@ func (n *Network) compareVerdicts(cl *CheckedLog, out io.Writer) error {
 // LogCheck returns what CheckLog needs to check this network's log: the
 // log's key and every key allowed to sign its entries.
 func (n *Network) LogCheck() LogCheck {
-	lc := LogCheck{URL: n.LogURL, Origin: Origin, LogVKey: n.LogVKey, Coordinator: n.Coordinator, Importer: n.Importer, Admin: n.Admin}
+	lc := LogCheck{URL: n.LogURL, Origin: Origin, LogVKey: n.LogVKey, Coordinator: n.Coordinator, Importer: n.Importer, Admin: n.Admin,
+		Client: &http.Client{Timeout: 30 * time.Second}}
 	for _, w := range n.Witnesses {
 		lc.Witnesses = append(lc.Witnesses, CheckWitness{Name: w.Name, CosignVKey: w.CosignVKey, Verdict: w.VerdictKey})
 	}
