@@ -82,6 +82,9 @@ Flags:
 		fmt.Fprintf(stderr, "skyline audit: "+format+"\n", a...)
 		return witness.ExitUsage
 	}
+	if *cosignersRequired < 0 || *cosignersRequired > len(cosigners) {
+		return usage("--cosigners-required %d with %d --cosigner keys", *cosignersRequired, len(cosigners))
+	}
 	vkey := *pub
 	if data, err := os.ReadFile(vkey); err == nil {
 		vkey = strings.TrimSpace(string(data))
@@ -179,6 +182,9 @@ func printAuditReport(w io.Writer, rep *witness.AuditReport) {
 		fmt.Fprintf(w, "entry %d: %s%s%s: %s\n", d.Index, d.Kind, build, key, d.Detail)
 	}
 	fmt.Fprintf(w, "checkpoint %s size %d root %s\n", rep.Checkpoint.Origin, rep.Checkpoint.Size, rep.Checkpoint.Root)
+	if len(rep.Cosigners) > 0 {
+		fmt.Fprintf(w, "cosigned by %s\n", strings.Join(rep.Cosigners, ", "))
+	}
 	fmt.Fprintf(w, "replayed entries %d..%d (%d), %d builds, %d verdicts checked, root recomputed: %v\n", rep.From, rep.To, rep.Entries, rep.Builds, rep.Verdicts, rep.RootMatches)
 	fmt.Fprintf(w, "circuit breaker tripped: %v (outlier rate %.2f%%)\n", rep.BreakerTripped, 100*rep.OutlierRate)
 	fmt.Fprintf(w, "discrepancies: %d in this run, %d in total\n", len(rep.Discrepancies), rep.Total)
