@@ -196,3 +196,56 @@ func TestAuditProgress(t *testing.T) {
 		t.Fatalf("plain output %q", out)
 	}
 }
+
+// TestVerifyState: the state file round-trips a checkpoint signed by the
+// policy's log key; a missing file is no state; anything else fails.
+func TestVerifyState(t *testing.T) {
+	coord, err := attest.GenerateKey(attest.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, _ := coord.NoteSigner("log.state.test")
+	vkey, _ := attest.NoteVerifierKey("log.state.test", coord.Public())
+	ex, err := os.ReadFile(filepath.Join("..", "..", "testdata", "policy.example.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(ex)
+	i := strings.Index(s, "[log]")
+	s = s[:i] + "[log]\nvkey = \"" + vkey + "\"\n" + s[strings.Index(s, "[agreement]"):]
+	pol, err := witness.ParseVerifyPolicy([]byte(s), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := witness.EmptyTree("log.state.test")
+	l, err := log.Open(context.Background(), log.Config{Dir: t.TempDir(), Origin: "log.state.test", Signer: ns, CheckpointInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Add(context.Background(), []byte("entry")); err != nil {
+		t.Fatal(err)
+	}
+	note, err := l.WaitCheckpoint(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "verify.state")
+	if cp, err := loadVerifyState(path, pol); cp != nil || err != nil {
+		t.Fatalf("missing state: %v %v", cp, err)
+	}
+	rep := &witness.VerifyReport{Checkpoint: &witness.CheckpointRef{Origin: empty.Origin, Size: 1}, CheckpointNote: note}
+	if err := saveVerifyState(path, rep); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := loadVerifyState(path, pol)
+	if err != nil || cp.Size != 1 || !bytes.Equal(cp.Note, note) {
+		t.Fatalf("loaded %+v, %v", cp, err)
+	}
+	if err := os.WriteFile(path, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadVerifyState(path, pol); err == nil {
+		t.Fatal("garbage state accepted")
+	}
+}
