@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,6 +183,10 @@ type logFollower struct {
 	rep     *Reputation
 	brk     *Breaker
 	aux     auxState
+	// Decided in this round, signed at its end (signPending).
+	toSign []attest.BuildID
+	queued map[string]bool
+	alarms []attest.Alarm
 }
 
 // auxState is the part of the persisted state that is the daemon's own.
@@ -399,11 +405,12 @@ func (lf *logFollower) CatchUp(ctx context.Context) error {
 			break
 		}
 		lf.mu.Lock()
-		lf.process(b.start, b.entries, cp.Size)
+		lf.process(b.start, b.entries)
 		lf.mu.Unlock()
 	}
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
+	lf.signPending(lf.fold.Next())
 	if err := lf.save(); err != nil {
 		return errors.Join(ferr, err)
 	}
@@ -418,9 +425,9 @@ type item struct {
 	err error
 }
 
-// process verifies and folds the entries at start.. of the tree of
-// treeSize: parse and verify in parallel, fold in order. Callers hold mu.
-func (lf *logFollower) process(start uint64, raws [][]byte, treeSize uint64) {
+// process verifies and folds the entries at start..: parse and verify in
+// parallel, fold in order. Callers hold mu.
+func (lf *logFollower) process(start uint64, raws [][]byte) {
 	items := make([]item, len(raws))
 	// Parse, and verify at once the entries whose key the fold already
 	// holds (the coordinator's, and keys enrolled in earlier batches):
@@ -485,7 +492,7 @@ func (lf *logFollower) process(start uint64, raws [][]byte, treeSize uint64) {
 			lf.bad(index, err)
 			continue
 		}
-		lf.react(index, ch, treeSize)
+		lf.react(index, ch, it.e)
 	}
 	lf.d.metrics.folded(lf.name, len(items))
 }
@@ -505,11 +512,15 @@ func (lf *logFollower) bad(index uint64, err error) {
 	lf.d.logger.Warn("witness: entry has no effect", "log", lf.name, "index", index, "reason", reason, "err", err)
 }
 
-// react acts on what folding an entry changed.
-func (lf *logFollower) react(index uint64, ch Change, treeSize uint64) {
+// react acts on what folding an entry changed. Verdicts and alarms are
+// signed at the end of the round (signPending), once every entry of the
+// checkpoint is folded: a witness replaying a log it already reported on
+// (its state lost) then finds its own verdicts first and does not sign
+// them again.
+func (lf *logFollower) react(index uint64, ch Change, e *attest.Entry) {
 	switch {
 	case ch.Build != nil:
-		lf.decide(*ch.Build, treeSize, true)
+		lf.observe(*ch.Build)
 	case ch.Clear != nil:
 		if err := lf.brk.Clear(*ch.Clear, index); err != nil {
 			lf.d.logger.Warn("witness: alarm clear not applied", "log", lf.name, "index", index, "err", err)
@@ -517,69 +528,113 @@ func (lf *logFollower) react(index uint64, ch Change, treeSize uint64) {
 		}
 		lf.d.metrics.tripped(lf.name, false)
 		lf.d.logger.Info("witness: circuit breaker cleared", "log", lf.name, "index", index, "reason", ch.Clear.Reason)
-		for k, b := range lf.aux.Withheld {
+		for _, k := range slices.Sorted(maps.Keys(lf.aux.Withheld)) {
+			lf.queue(lf.aux.Withheld[k])
 			delete(lf.aux.Withheld, k)
-			lf.decide(b, treeSize, false)
 		}
+	case ch.Verdict != nil && e.KeyID == lf.d.verdicts.KeyID():
+		lf.aux.Signed[buildKey(ch.Verdict.Build)] = verdictSum(ch.Verdict)
+	}
+	if a, ok := e.Value.(*attest.Alarm); ok && e.KeyID == lf.d.verdicts.KeyID() {
+		lf.alarms = slices.DeleteFunc(lf.alarms, func(p attest.Alarm) bool { return p == *a })
 	}
 }
 
-// decide computes the final outcome of a closed build, feeds it to
-// reputation and the breaker (observe), and signs its verdict unless the
-// breaker withholds it or it is the verdict already signed.
-func (lf *logFollower) decide(b attest.BuildID, treeSize uint64, observe bool) {
-	rec, ok := lf.fold.Record(b)
+// observe computes the final outcome of a closed build and feeds it to
+// reputation and the breaker, in log order; a trip queues an alarm. The
+// build's verdict is queued for signPending.
+func (lf *logFollower) observe(b attest.BuildID) {
+	o, _, ok := lf.outcome(b)
 	if !ok {
 		return
+	}
+	notices, err := lf.rep.Observe(o)
+	if err != nil {
+		lf.d.logger.Error("witness: reputation", "log", lf.name, "err", err)
+	}
+	for _, n := range notices {
+		lf.d.logger.Warn("witness: builder flagged", "log", lf.name, "kind", n.Kind, "id", n.ID, "outliers", n.Outliers, "message", n.Message)
+	}
+	alarm, err := lf.brk.Observe(o)
+	if err != nil {
+		lf.d.logger.Error("witness: breaker", "log", lf.name, "err", err)
+	}
+	if alarm != nil {
+		lf.d.metrics.tripped(lf.name, true)
+		lf.d.logger.Error("witness: ALARM: circuit breaker tripped", "log", lf.name, "reason", alarm.Reason, "rate", alarm.Rate)
+		lf.alarms = append(lf.alarms, *alarm)
+	}
+	lf.queue(b)
+}
+
+// outcome returns the final outcome of a closed build.
+func (lf *logFollower) outcome(b attest.BuildID) (Outcome, BuildRecord, bool) {
+	rec, ok := lf.fold.Record(b)
+	if !ok {
+		return Outcome{}, rec, false
 	}
 	o, err := Agree(rec, lf.d.cfg.Policy)
 	if err != nil {
 		lf.d.logger.Error("witness: agreement failed", "log", lf.name, "nvr", b.NVR, "arch", b.Arch, "err", err)
-		return
+		return Outcome{}, rec, false
 	}
-	if !o.Final {
-		return
-	}
-	if observe {
-		notices, err := lf.rep.Observe(o)
-		if err != nil {
-			lf.d.logger.Error("witness: reputation", "log", lf.name, "err", err)
-		}
-		for _, n := range notices {
-			lf.d.logger.Warn("witness: builder flagged", "log", lf.name, "kind", n.Kind, "id", n.ID, "outliers", n.Outliers, "message", n.Message)
-		}
-		alarm, err := lf.brk.Observe(o)
-		if err != nil {
-			lf.d.logger.Error("witness: breaker", "log", lf.name, "err", err)
-		}
-		if alarm != nil {
-			lf.d.metrics.tripped(lf.name, true)
-			lf.d.logger.Error("witness: ALARM: circuit breaker tripped", "log", lf.name, "reason", alarm.Reason, "rate", alarm.Rate)
-			lf.enqueue("alarm", attest.PayloadAlarm, alarm)
-		}
-	}
-	g := lf.brk.Gate(o)
+	return o, rec, o.Final
+}
+
+// queue marks a build's verdict for signing at the end of the round.
+func (lf *logFollower) queue(b attest.BuildID) {
 	k := buildKey(b)
-	if g.Verdict == VerdictWithheld {
-		lf.aux.Withheld[k] = b
-		lf.d.logger.Warn("witness: positive verdict withheld while the breaker is tripped", "log", lf.name, "nvr", b.NVR, "arch", b.Arch)
-		return
+	if lf.queued == nil {
+		lf.queued = map[string]bool{}
 	}
-	v := g.Payload(treeSize)
-	// attest.Verdict.Official is the official build's result-set digest
-	// (attest checks it as one); Outcome.Payload puts the match status
-	// there, which the log refuses.
-	v.Official = ""
-	if rec.Official != nil {
-		v.Official = rec.Official.ResultSet
+	if !lf.queued[k] {
+		lf.queued[k] = true
+		lf.toSign = append(lf.toSign, b)
 	}
-	sum := v.Verdict + "/" + v.ResultSet + "/" + v.Official
-	if lf.aux.Signed[k] == sum {
-		return
+}
+
+// verdictSum is what tells two verdicts of a build apart for re-signing.
+func verdictSum(v *attest.Verdict) string { return v.Verdict + "/" + v.ResultSet + "/" + v.Official }
+
+// signPending signs the queued alarms and verdicts, computed over the
+// first treeSize entries, into the outbox: a verdict unless the breaker
+// withholds it or it is the one already signed for the build. Callers hold
+// mu.
+func (lf *logFollower) signPending(treeSize uint64) {
+	for _, a := range lf.alarms {
+		lf.enqueue("alarm", attest.PayloadAlarm, &a)
 	}
-	if lf.enqueue("verdict", attest.PayloadVerdict, &v) {
-		lf.aux.Signed[k] = sum
-		lf.d.logger.Info("witness: verdict", "log", lf.name, "nvr", b.NVR, "arch", b.Arch, "verdict", v.Verdict, "tree_size", treeSize)
+	lf.alarms = nil
+	toSign := lf.toSign
+	lf.toSign, lf.queued = nil, nil
+	for _, b := range toSign {
+		o, rec, ok := lf.outcome(b)
+		if !ok {
+			continue
+		}
+		g := lf.brk.Gate(o)
+		k := buildKey(b)
+		if g.Verdict == VerdictWithheld {
+			lf.aux.Withheld[k] = b
+			lf.d.logger.Warn("witness: positive verdict withheld while the breaker is tripped", "log", lf.name, "nvr", b.NVR, "arch", b.Arch)
+			continue
+		}
+		v := g.Payload(treeSize)
+		// attest.Verdict.Official is the official build's result-set
+		// digest (attest checks it as one); Outcome.Payload puts the match
+		// status there, which the log refuses.
+		v.Official = ""
+		if rec.Official != nil {
+			v.Official = rec.Official.ResultSet
+		}
+		sum := verdictSum(&v)
+		if lf.aux.Signed[k] == sum {
+			continue
+		}
+		if lf.enqueue("verdict", attest.PayloadVerdict, &v) {
+			lf.aux.Signed[k] = sum
+			lf.d.logger.Info("witness: verdict", "log", lf.name, "nvr", b.NVR, "arch", b.Arch, "verdict", v.Verdict, "tree_size", treeSize)
+		}
 	}
 }
 

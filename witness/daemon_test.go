@@ -337,6 +337,19 @@ func TestWitnessEndToEnd(t *testing.T) {
 	if after, _ := n.log.Size(); after != before {
 		t.Fatalf("restarted witness logged %d more entries", after-before)
 	}
+
+	// A witness that lost its state replays the log, finds its own
+	// verdicts, and signs nothing again.
+	d3 := newDaemon(t, witnessConfig(t.TempDir(), keys, n.url, n.logVKey, true), n.url)
+	if err := d3.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := n.log.Size(); after != before {
+		t.Fatalf("witness without state logged %d more entries", after-before)
+	}
+	if len(d3.logs[0].aux.Signed) != 2 {
+		t.Fatalf("replay recognised %d own verdicts, want 2", len(d3.logs[0].aux.Signed))
+	}
 }
 
 // TestWitnessRefusesForkAcrossRestart: a log that forks is refused, the
