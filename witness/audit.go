@@ -270,6 +270,7 @@ func Audit(ctx context.Context, cfg AuditConfig, prev *AuditState) (*AuditReport
 	if a.st.Tripped && a.st.TripAt > 0 {
 		a.disc(Discrepancy{Index: a.st.TripAt, Kind: DiscTripUnlogged, Detail: "the recomputed circuit breaker tripped here and no alarm is logged since (the witnesses' breaker configuration may differ)"})
 		a.rep.Total = a.st.Discrepancies
+		a.st.TripAt = 0 // reported once, not again by a resumed audit
 	}
 	return a.rep, a.st, nil
 }
