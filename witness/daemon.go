@@ -375,10 +375,13 @@ func (lf *logFollower) CatchUp(ctx context.Context) error {
 	if start >= cp.Size {
 		return nil
 	}
+	// The fetcher is cancelled, then waited for, whenever CatchUp returns.
+	var fetcher sync.WaitGroup
+	defer fetcher.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan fetched, 4)
-	go func() {
+	fetcher.Go(func() {
 		defer close(batches)
 		for s := start; s < cp.Size; {
 			end := min(cp.Size, s+uint64(lf.d.cfg.BatchSize))
@@ -397,7 +400,7 @@ func (lf *logFollower) CatchUp(ctx context.Context) error {
 			}
 			s = end
 		}
-	}()
+	})
 	var ferr error
 	for b := range batches {
 		if b.err != nil {
