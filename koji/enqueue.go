@@ -275,7 +275,8 @@ func transient(err error) bool {
 	var ae *api.Error
 	var ne net.Error
 	switch {
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrTransient):
+	// A cancelled import (shutdown) is retried later, never dropped.
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrTransient), errors.Is(err, context.Canceled):
 		return true
 	case errors.As(err, &f), errors.Is(err, ErrNoSuchBuild), errors.Is(err, ErrBadResult),
 		errors.Is(err, ErrPayloadHashMismatch), errors.Is(err, ErrNVRMismatch), errors.Is(err, ErrDownload),
@@ -286,8 +287,9 @@ func transient(err error) bool {
 	case errors.As(err, &ne), errors.Is(err, context.DeadlineExceeded), errors.Is(err, io.ErrUnexpectedEOF):
 		return true
 	}
-	// Errors of the log write path without an HTTP status (transport).
-	return !errors.Is(err, context.Canceled)
+	// Anything else (a transport error without an HTTP status, a local
+	// file error) is retried rather than lost.
+	return true
 }
 
 // job is one arch to enqueue, with the RPMs of its official result set.

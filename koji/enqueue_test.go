@@ -1,6 +1,7 @@
 package koji_test
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -276,5 +277,21 @@ func TestImportSkipsDraft(t *testing.T) {
 	}
 	if out, _ := im.Handled(77); out != "skipped: draft build" || !slices.Equal(calls, []string{"getBuild"}) || len(sink.Jobs()) != 0 {
 		t.Fatalf("recorded %q, calls %v", out, calls)
+	}
+}
+
+// TestImportCancelledIsTransient: an import cut short by shutdown is a
+// transient failure (the message is requeued, the poll retried), never a
+// permanent one that would drop the build.
+func TestImportCancelledIsTransient(t *testing.T) {
+	e := newKojiEnv(t)
+	id, _ := e.hub.AddHelloBuild(t, "", 1_763_000_000.5)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := e.importer.Import(ctx, id, "", "test"); !errors.Is(err, koji.ErrTransient) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled import: %v", err)
+	}
+	if _, ok := e.importer.Handled(id); ok || len(e.sink.Jobs()) != 0 {
+		t.Fatal("a cancelled import was recorded or enqueued")
 	}
 }
