@@ -71,6 +71,11 @@ func synthetic(tb testing.TB, ops, results int) *Tracker {
 		tr.countDay(bs.Verdict, 1)
 	}
 	st.Next = idx
+	for i := range idx {
+		if err := tr.fold.Skip(i); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	return tr
 }
 
@@ -101,6 +106,25 @@ func BenchmarkLeaderboard(b *testing.B) {
 	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(times[len(times)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(times[len(times)/2])/float64(yard), "p50/sha256-16MiB")
+}
+
+// BenchmarkState saves and restores the state of 10,000 operators and
+// 1,000,000 results, reporting the size of the state.
+func BenchmarkState(b *testing.B) {
+	tr := synthetic(b, 10_000, 1_000_000)
+	var size int
+	b.ResetTimer()
+	for b.Loop() {
+		data, err := tr.MarshalState()
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(data)
+		if _, err := Restore(tr.cfg, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(size)/(1<<20), "MB")
 }
 
 // BenchmarkApply measures Apply over a realistic log (signature checks

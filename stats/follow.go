@@ -72,7 +72,8 @@ type FollowConfig struct {
 	// StatePath, when set, is where the state is saved (SaveFile) after
 	// entries were applied, at most every SaveEvery, and on return.
 	StatePath string
-	// SaveEvery bounds how often the state is saved (default 1 minute).
+	// SaveEvery bounds how often the state is saved (default 5 minutes:
+	// a restart re-reads at most that much of the log).
 	SaveEvery time.Duration
 }
 
@@ -84,7 +85,7 @@ func (c FollowConfig) withDefaults() FollowConfig {
 		c.Batch = 4096
 	}
 	if c.SaveEvery <= 0 {
-		c.SaveEvery = time.Minute
+		c.SaveEvery = 5 * time.Minute
 	}
 	return c
 }

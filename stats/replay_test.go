@@ -3,6 +3,9 @@ package stats
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -162,5 +165,62 @@ func TestRestoreRefuses(t *testing.T) {
 	}
 	if _, err := Restore(w.config(), data); err != nil {
 		t.Errorf("the good state: %v", err)
+	}
+}
+
+// TestConcurrentUse: entries applied while the state is saved and pages
+// are read (run with -race); the result equals a plain replay.
+func TestConcurrentUse(t *testing.T) {
+	w := richWorld(t)
+	tr, err := New(w.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Handler(tr)
+	done := make(chan struct{})
+	readers := make(chan error, 2)
+	go func() {
+		for {
+			select {
+			case <-done:
+				readers <- nil
+				return
+			default:
+			}
+			if _, err := tr.MarshalState(); err != nil {
+				readers <- err
+				return
+			}
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-done:
+				readers <- nil
+				return
+			default:
+			}
+			for _, p := range []string{"/stats/?sort=rac", "/stats/health", "/stats/operator/alice", "/api/stats/leaderboard?kind=teams"} {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+				if rec.Code != http.StatusOK && rec.Code != http.StatusNotFound {
+					readers <- fmt.Errorf("%s: %d", p, rec.Code)
+					return
+				}
+			}
+		}
+	}()
+	applyAll(t, tr, w.entries, 0, len(w.entries))
+	close(done)
+	for range 2 {
+		if err := <-readers; err != nil {
+			t.Error(err)
+		}
+	}
+	full, _ := New(w.config())
+	applyAll(t, full, w.entries, 0, len(w.entries))
+	if !reflect.DeepEqual(tr.Snapshot(), full.Snapshot()) {
+		t.Errorf("stats applied under concurrent readers differ from a replay")
 	}
 }

@@ -58,7 +58,7 @@ type keyState struct {
 	Revoked   bool    `json:"revoked,omitempty"`
 	RevokedAt uint64  `json:"revoked_at,omitempty"`
 	Acct      Account `json:"account"`
-	Recent    []Event `json:"recent"`
+	Recent    []Event `json:"-"` // stored apart, compactly (state.go)
 }
 
 // revokedBefore reports whether the key was revoked before index: from its
@@ -69,7 +69,7 @@ type opState struct {
 	Acct   Account    `json:"account"`
 	Teams  []TeamSpan `json:"teams"`
 	Keys   []string   `json:"keys"`
-	Recent []Event    `json:"recent"`
+	Recent []Event    `json:"-"` // stored apart, compactly (state.go)
 }
 
 // teamAt returns the operator's team at log index i.
@@ -111,7 +111,7 @@ type buildState struct {
 	Witness   string         `json:"witness"`
 	BuildTime time.Duration  `json:"build_time"`
 	Credit    float64        `json:"credit"`
-	Effects   []effect       `json:"effects"`
+	Effects   []effect       `json:"-"` // stored apart, compactly (state.go)
 }
 
 // DayStats is what happened on one UTC day of the log's clock.
@@ -140,7 +140,7 @@ type state struct {
 	Keys      map[string]*keyState   `json:"keys"`
 	Operators map[string]*opState    `json:"operators"`
 	Teams     map[string]*Account    `json:"teams"`
-	Results   map[uint64]resultRec   `json:"results"`
+	Results   map[uint64]resultRec   `json:"-"` // stored apart, compactly (state.go)
 	Official  map[string]string      `json:"official"`
 	Closed    map[string]uint64      `json:"closed"` // buildKey -> index of its job close
 	Builds    map[string]*buildState `json:"builds"`
