@@ -220,8 +220,12 @@ func printVerifyReport(w io.Writer, rep *witness.VerifyReport, code int) {
 			}
 		}
 	}
+	label := "note"
+	if code == witness.ExitVerification {
+		label = "problem"
+	}
 	for _, p := range rep.Problems {
-		fmt.Fprintf(w, "problem: %s\n", p)
+		fmt.Fprintf(w, "%s: %s\n", label, p)
 	}
 }
 
