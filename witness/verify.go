@@ -300,12 +300,13 @@ func (v *verifier) run(ctx context.Context, req VerifyRequest) error {
 // checkpoint fetches the checkpoint, checks it against the previous one
 // and counts the policy witnesses' cosignatures (C2SP tlog-cosignature).
 func (v *verifier) checkpoint(ctx context.Context) error {
+	// The follower's errors name the log and what failed.
 	cp, err := v.f.FetchCheckpoint(ctx)
 	if err != nil {
-		return fmt.Errorf("witness: verify: %w", err)
+		return err
 	}
 	if err := v.f.CheckConsistency(ctx, v.f.Trusted(), cp); err != nil {
-		return fmt.Errorf("witness: verify: %w", err)
+		return err
 	}
 	v.cp = cp
 	v.rep.CheckpointNote = cp.Note

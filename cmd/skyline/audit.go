@@ -60,8 +60,8 @@ Each discrepancy is printed (verdict differs, verdict before the job
 closed, entries of unenrolled keys, results without lease, alarms the
 breaker does not re-derive, ...). With --check-index it also checks the
 log's /lookup index: an index that hides an entry misleads every verify.
-Progress goes to stderr: a bar on a
-terminal, a line every few seconds otherwise.
+Progress goes to stderr: a bar on a terminal, a line every few seconds
+otherwise.
 
 Exit status: 0 clean, 1 discrepancies (in any run of the state),
 3 verification failure (signature, consistency, fork, rollback, tile,

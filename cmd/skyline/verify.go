@@ -82,7 +82,9 @@ Flags:
 		Policy: pol,
 		LogURL: *logURL,
 		Client: &http.Client{Timeout: *timeout},
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		// The report and the error say what happened; the log only adds
+		// what goes wrong beyond them.
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	}
 	if *state != "" {
 		prev, err := loadVerifyState(*state, pol)
