@@ -253,9 +253,11 @@ func (v *verifier) run(ctx context.Context, req VerifyRequest) error {
 	}
 	var builds []attest.BuildID
 	for b, bs := range fd.builds {
-		if bs.entries == 0 {
-			continue // only verdicts
+		if bs.entries == 0 && len(bs.verdicts) == 0 {
+			continue
 		}
+		// A build the lookup shows only verdicts of is still checked: the
+		// verdicts then name what the lookup hid.
 		if b.NVR == req.NVR && (req.Arch == "" || b.Arch == req.Arch) {
 			builds = append(builds, b)
 		}

@@ -157,6 +157,22 @@ func TestVerifyLyingLog(t *testing.T) {
 		rep, err := n.verify(n.policy(2), VerifyRequest{NVR: b.NVR})
 		check(t, rep, err, ErrWitnessDisagrees)
 	})
+	t.Run("hidden-build", func(t *testing.T) {
+		// Everything but the verdicts hidden: not "no build", a lie.
+		n, b := vnetReproduced(t)
+		verdicts := map[uint64]bool{}
+		for _, v := range n.rec.builds[b].verdicts {
+			verdicts[v.Index] = true
+		}
+		size := n.size()
+		for i := range size {
+			if !verdicts[i] {
+				n.hideLookup[i] = true
+			}
+		}
+		rep, err := n.verify(n.policy(2), VerifyRequest{NVR: b.NVR})
+		check(t, rep, err, ErrWitnessDisagrees)
+	})
 	t.Run("hidden-verdicts", func(t *testing.T) {
 		n, b := vnetReproduced(t)
 		for _, v := range n.rec.builds[b].verdicts {
