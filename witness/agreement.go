@@ -225,11 +225,14 @@ type Outcome struct {
 	// Split lists operators whose keys voted for different result sets: the
 	// operator's vote is void and counts as one dissent; its results outside
 	// the agreeing group are outliers, its results inside it are not.
-	Split        []string
-	Dissent      int // operators not voting for the agreeing group (split ones included)
-	Official     string
-	OfficialDiff []RPMDiff // official build vs the agreeing group, on mismatch
-	Ignored      []Ignored // by index
+	Split    []string
+	Dissent  int    // operators not voting for the agreeing group (split ones included)
+	Official string // OfficialAbsent, OfficialMatch or OfficialMismatch
+	// OfficialResultSet is the official build's result-set digest, when
+	// it is logged.
+	OfficialResultSet string
+	OfficialDiff      []RPMDiff // official build vs the agreeing group, on mismatch
+	Ignored           []Ignored // by index
 	// At is the largest log index the outcome depends on, and Time the
 	// signed time it is decided at: the later of the job close and the
 	// official build. The breaker's 24-hour window uses Time.
@@ -260,6 +263,7 @@ func Agree(rec BuildRecord, p Policy) (Outcome, error) {
 		o.At, o.Time = rec.ClosedAt, rec.ClosedTime
 	}
 	if rec.Official != nil {
+		o.OfficialResultSet = rec.Official.ResultSet
 		o.At = max(o.At, rec.Official.Index)
 		if rec.Official.Time.After(o.Time) {
 			o.Time = rec.Official.Time
@@ -490,7 +494,7 @@ func (o Outcome) Payload(treeSize uint64) attest.Verdict {
 		TreeSize:  treeSize,
 		ResultSet: o.ResultSet,
 		Groups:    make([]attest.VerdictGroup, 0, len(o.Groups)),
-		Official:  o.Official,
+		Official:  o.OfficialResultSet, // attest.Verdict.Official is a digest
 		At:        o.Time,
 	}
 	for _, g := range o.Groups {

@@ -677,7 +677,7 @@ func TestPayload(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := o.Payload(1234)
-	if v.Build != testBuild || v.Verdict != VerdictReproduced || v.TreeSize != 1234 || v.ResultSet != "good" || v.Official != OfficialMatch || !v.At.Equal(o.Time) {
+	if v.Build != testBuild || v.Verdict != VerdictReproduced || v.TreeSize != 1234 || v.ResultSet != "good" || v.Official != "good" || !v.At.Equal(o.Time) {
 		t.Errorf("payload %+v", v)
 	}
 	if len(v.Groups) != 2 || v.Groups[0].ResultSet != "good" || len(v.Groups[0].Operators) != 9 || len(v.Groups[0].Entries) != 9 || v.Groups[1].ResultSet != "evil" {
@@ -686,6 +686,15 @@ func TestPayload(t *testing.T) {
 	wantOut := []attest.Outlier{{Index: bad, KeyID: "bad-key", Operator: "bad", ResultSet: "evil"}}
 	if !reflect.DeepEqual(v.Outliers, wantOut) {
 		t.Errorf("outliers %+v, want %+v", v.Outliers, wantOut)
+	}
+	// The signed verdict carries the official build's digest, not the
+	// match status: attest checks Verdict.Official as a digest.
+	m := newFixture()
+	m.votes("op", "good", 9)
+	m.close()
+	m.official("koji")
+	if o, err := Agree(m.rec, DefaultPolicy()); err != nil || o.Payload(1).Official != "koji" || o.Official != OfficialMismatch {
+		t.Errorf("official mismatch payload: %+v, %v", o, err)
 	}
 	// The payload owns its slices.
 	v.Groups[0].Operators[0] = "changed"

@@ -611,7 +611,7 @@ func (lf *logFollower) signPending(treeSize uint64) {
 	toSign := lf.toSign
 	lf.toSign, lf.queued = nil, nil
 	for _, b := range toSign {
-		o, rec, ok := lf.outcome(b)
+		o, _, ok := lf.outcome(b)
 		if !ok {
 			continue
 		}
@@ -623,13 +623,6 @@ func (lf *logFollower) signPending(treeSize uint64) {
 			continue
 		}
 		v := g.Payload(treeSize)
-		// attest.Verdict.Official is the official build's result-set
-		// digest (attest checks it as one); Outcome.Payload puts the match
-		// status there, which the log refuses.
-		v.Official = ""
-		if rec.Official != nil {
-			v.Official = rec.Official.ResultSet
-		}
 		sum := verdictSum(&v)
 		if lf.aux.Signed[k] == sum {
 			continue
