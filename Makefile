@@ -8,16 +8,20 @@ FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 PKGS      := ./...
 
-.PHONY: all build test demo lint vet fmt-check staticcheck unit bench fuzz deps clean rpm
+.PHONY: all build test demo lint vet fmt-check staticcheck unit bench fuzz deps deps-rpm clean rpm
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/skyline ./cmd/skyline
 
-# deps installs the system tools the tests and the demo run for real.
-deps:
+# deps-rpm installs what the demo and `make rpm` run for real; deps adds
+# what the tests also start (RabbitMQ for the Koji listener, Chromium for
+# the stats pages' browser test).
+deps-rpm:
 	@./scripts/need rpmbuild rpm
+
+deps: deps-rpm
 	@./scripts/need rabbitmq-server rabbitmq-server
 	@./scripts/need chromium chromium
 
@@ -38,7 +42,7 @@ unit: deps
 
 test: lint unit
 
-demo: deps build
+demo: deps-rpm
 	@GO=$(GO) BIN=$(BIN) ./scripts/demo
 
 bench: deps
@@ -51,7 +55,7 @@ fuzz:
 # rpm builds bin/rpm/RPMS/<arch>/skyline-*.rpm (the binary and the systemd
 # units) with rpmbuild; it packs the binary built by `build`, so it works
 # offline and needs no Go toolchain inside rpmbuild.
-rpm: deps build
+rpm: deps-rpm build
 	./packaging/rpm.sh $(BIN)
 
 clean:
