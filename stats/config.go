@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fedora-skyline/skyline/attest"
 )
 
@@ -45,6 +47,9 @@ type Config struct {
 	Recent int
 	// Logger receives one line per refused entry (default: discard).
 	Logger *slog.Logger
+	// Registerer, when set, receives the tracker's metrics (entries
+	// applied and refused, next entry, breaker). Default nil: none.
+	Registerer prometheus.Registerer
 }
 
 // params are the parts of a Config that change the numbers: stored with the

@@ -169,6 +169,8 @@ type Tracker struct {
 	cfg       Config
 	witnesses map[string]bool
 
+	metrics *metrics
+
 	mu     sync.RWMutex
 	st     state
 	fold   *witness.Fold // the key rules: who may sign what
@@ -182,7 +184,11 @@ func New(cfg Config) (*Tracker, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracker{cfg: cfg, st: newState(), fold: witness.NewFold(cfg.Coordinator)}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tracker{cfg: cfg, metrics: m, st: newState(), fold: witness.NewFold(cfg.Coordinator)}
 	t.init()
 	return t, nil
 }
@@ -239,6 +245,7 @@ func (t *Tracker) Apply(index uint64, entry []byte) error {
 	}
 	err := t.apply(index, entry)
 	t.st.Next++
+	t.metrics.observe(err, t.st.Next, t.st.Breaker.Tripped)
 	if err != nil {
 		t.st.Refused++
 		t.cfg.Logger.Debug("stats: entry refused", "index", index, "err", err)

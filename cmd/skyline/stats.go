@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/fedora-skyline/skyline/attest"
@@ -78,7 +80,8 @@ Flags:
 		fmt.Fprintf(stderr, "skyline stats: %v\n", err)
 		return exitUsage
 	}
-	cfg := stats.Config{Coordinator: coord, Witnesses: witnesses, Logger: logger}
+	reg := prometheus.NewRegistry()
+	cfg := stats.Config{Coordinator: coord, Witnesses: witnesses, Logger: logger, Registerer: reg}
 	var tr *stats.Tracker
 	if *state != "" {
 		tr, err = stats.LoadFile(cfg, *state)
@@ -110,7 +113,7 @@ Flags:
 		}
 		return exitOK
 	}
-	if err := serveStats(ctx, tr, src, *listen, stats.FollowConfig{Interval: *interval, StatePath: *state}, logger, nil); err != nil {
+	if err := serveStats(ctx, tr, src, *listen, stats.FollowConfig{Interval: *interval, StatePath: *state}, logger, reg, nil); err != nil {
 		fmt.Fprintf(stderr, "skyline stats: %v\n", err)
 		return exitFail
 	}
@@ -178,14 +181,20 @@ func statsKeys(pub, origin, coordPub, logURL string) (note.Verifier, *attest.Ver
 }
 
 // serveStats follows src into tr and serves tr's pages on listen until ctx
-// is done. When ready is set it receives the listener's address.
-func serveStats(ctx context.Context, tr *stats.Tracker, src stats.Source, listen string, fc stats.FollowConfig, logger *slog.Logger, ready chan<- string) error {
+// is done, and the metrics of gatherer (when set) at /metrics. When ready
+// is set it receives the listener's address.
+func serveStats(ctx context.Context, tr *stats.Tracker, src stats.Source, listen string, fc stats.FollowConfig, logger *slog.Logger, gatherer prometheus.Gatherer, ready chan<- string) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	mux := http.NewServeMux()
+	mux.Handle("/", stats.Handler(tr))
+	if gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	}
 	hs := &http.Server{
-		Handler:           stats.Handler(tr),
+		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/log"
 	"github.com/fedora-skyline/skyline/stats"
@@ -164,7 +166,8 @@ func TestStatsServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := stats.New(stats.Config{Coordinator: coord})
+	reg := prometheus.NewRegistry()
+	tr, err := stats.New(stats.Config{Coordinator: coord, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +176,7 @@ func TestStatsServe(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- serveStats(ctx, tr, src, "127.0.0.1:0", stats.FollowConfig{Interval: time.Millisecond}, slog.New(slog.DiscardHandler), ready)
+		done <- serveStats(ctx, tr, src, "127.0.0.1:0", stats.FollowConfig{Interval: time.Millisecond}, slog.New(slog.DiscardHandler), reg, ready)
 	}()
 	addr := <-ready
 	<-src.ready
@@ -185,6 +188,15 @@ func TestStatsServe(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "&lt;b&gt;bob&lt;/b&gt;") || !strings.Contains(string(body), ">alice<") {
 		t.Errorf("leaderboard: %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "skyline_stats_next_entry 2") {
+		t.Errorf("metrics lack the next entry: %s", body)
 	}
 	cancel()
 	if err := <-done; err != nil {
