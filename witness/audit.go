@@ -152,8 +152,10 @@ type auditor struct {
 	rng     *compact.Range
 	rep     *AuditReport
 	st      *AuditState
-	reports map[uint64]bool     // results already reported as not counted
-	byNVR   map[string][]uint64 // entries of this run the NVR index must list
+	reports map[uint64]bool           // results already reported as not counted
+	byNVR   map[string][]uint64       // entries of this run the NVR index must list
+	closed  map[attest.BuildID]uint64 // job closes known
+	looked  map[attest.BuildID]bool   // builds whose close was looked up in the fold
 }
 
 var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
@@ -205,7 +207,7 @@ func Audit(ctx context.Context, cfg AuditConfig, prev *AuditState) (*AuditReport
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &auditor{cfg: cfg, pol: pol, fold: NewFold(cfg.Coordinator), rng: rangeFactory.NewEmptyRange(0), reports: map[uint64]bool{}, byNVR: map[string][]uint64{},
+	a := &auditor{cfg: cfg, pol: pol, fold: NewFold(cfg.Coordinator), rng: rangeFactory.NewEmptyRange(0), reports: map[uint64]bool{}, byNVR: map[string][]uint64{}, closed: map[attest.BuildID]uint64{}, looked: map[attest.BuildID]bool{},
 		st: &AuditState{Counts: map[string]int{}}}
 	trusted := EmptyTree(cfg.Origin)
 	if prev != nil {
@@ -359,6 +361,11 @@ func (a *auditor) replay(ctx context.Context, cp Checkpoint) error {
 		defer close(batches)
 		batch := make([]pending, 0, auditBatch)
 		send := func() error {
+			// Parsing needs no state: it overlaps the folding of the
+			// batch before.
+			a.work(batch, func(p *pending) {
+				p.e, p.err = attest.Parse(p.data, attest.ParseOptions{})
+			})
 			select {
 			case batches <- batch:
 			case <-ctx.Done():
@@ -420,10 +427,8 @@ func (a *auditor) work(batch []pending, fn func(p *pending)) {
 	wg.Wait()
 }
 
+// process verifies and folds a parsed batch.
 func (a *auditor) process(batch []pending) {
-	a.work(batch, func(p *pending) {
-		p.e, p.err = attest.Parse(p.data, attest.ParseOptions{})
-	})
 	// Signers in log order: an enrolment earlier in the batch enrols its
 	// key for the entries after it (Fold.Signer's tentative view).
 	tentative := map[string]*foldKey{}
@@ -495,13 +500,25 @@ func (a *auditor) apply(p *pending) {
 	if ch.Build != nil {
 		a.final(i, *ch.Build)
 	}
-	if at, ok := e.Value.(*attest.Attestation); ok && !at.Official {
+	switch v := e.Value.(type) {
+	case *attest.JobClose:
+		if _, ok := a.closed[v.Build]; !ok {
+			a.closed[v.Build] = i
+		}
+	case *attest.Attestation:
 		// A result after the close changes no final outcome, so final
-		// does not see it: report it here.
-		if rec, ok := a.fold.Record(at.Build); ok && rec.Closed && rec.ClosedAt < i && !a.reports[i] {
+		// does not see it: report it here. Closes of earlier runs come
+		// from the fold, once per build.
+		if _, ok := a.closed[v.Build]; !ok && !a.looked[v.Build] {
+			a.looked[v.Build] = true
+			if rec, ok := a.fold.Record(v.Build); ok && rec.Closed {
+				a.closed[v.Build] = rec.ClosedAt
+			}
+		}
+		if at, ok := a.closed[v.Build]; ok && !v.Official && at < i && !a.reports[i] {
 			a.reports[i] = true
-			b := at.Build
-			a.disc(Discrepancy{Index: i, Kind: DiscNotCounted, Build: &b, KeyID: e.KeyID, Detail: fmt.Sprintf("result logged after the job closed at %d: %v", rec.ClosedAt, ErrLate)})
+			b := v.Build
+			a.disc(Discrepancy{Index: i, Kind: DiscNotCounted, Build: &b, KeyID: e.KeyID, Detail: fmt.Sprintf("result logged after the job closed at %d: %v", at, ErrLate)})
 		}
 	}
 	if ch.Clear != nil && a.st.Tripped {
