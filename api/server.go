@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -100,6 +102,10 @@ type Config struct {
 	// serve /metrics. Default nil: no metrics, /metrics is 404.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// Mounts are read-only handlers served under a path prefix for GET
+	// and HEAD, as they are (skyline serve mounts the stats pages at
+	// /stats/ and /api/stats/). Default none.
+	Mounts map[string]http.Handler
 }
 
 func (c Config) withDefaults() Config {
@@ -257,6 +263,9 @@ func (s *Server) routes() *mux.Router {
 	add("healthz", "/healthz", false, get, s.healthz)
 	if s.cfg.Gatherer != nil {
 		r.Path("/metrics").Methods(get...).Name("metrics").Handler(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	for _, p := range slices.Sorted(maps.Keys(s.cfg.Mounts)) {
+		r.PathPrefix(p).Methods(get...).Name("mount " + p).Handler(s.cfg.Mounts[p])
 	}
 	r.NotFoundHandler = s.wrap("none", func(http.ResponseWriter, *http.Request) error {
 		return ErrNoRoute

@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/coord"
 	"github.com/fedora-skyline/skyline/log"
+	"github.com/fedora-skyline/skyline/stats"
 )
 
 // serveConfig is /etc/skyline/serve.toml: the settings of `skyline serve`,
@@ -99,6 +102,10 @@ type serveConfig struct {
 	// every new checkpoint (C2SP tlog-witness); the checkpoint is served
 	// with their cosignatures. Default none.
 	Witnesses []log.WitnessConfig `toml:"witness"`
+	// Stats serves the stats tracker's pages at /stats/ and its JSON at
+	// /api/stats/, derived from this log's entries; its state is kept in
+	// DataDir/stats.json. Default true.
+	Stats bool `toml:"stats"`
 }
 
 var errConfig = errors.New("bad serve configuration")
@@ -109,6 +116,7 @@ func loadServeConfig(path string) (serveConfig, error) {
 		Listen:   "127.0.0.1:8080",
 		DataDir:  "/var/lib/skyline/log",
 		LogLevel: "info",
+		Stats:    true,
 	}
 	md, err := toml.DecodeFile(path, &cfg)
 	if err != nil {
@@ -229,12 +237,23 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, ready chan<- 
 	if err != nil {
 		return fmt.Errorf("serve: %w: %w", errConfig, err)
 	}
+	var tracker *stats.Tracker
+	mounts := map[string]http.Handler{}
+	statsPath := filepath.Join(cfg.DataDir, "stats.json")
+	if cfg.Stats {
+		tracker, err = stats.LoadFile(stats.Config{Coordinator: coordKey.Verifier(), Logger: logger, Registerer: reg}, statsPath)
+		if err != nil {
+			return fmt.Errorf("serve: stats: %w", err)
+		}
+		h := stats.Handler(tracker)
+		mounts["/stats/"], mounts["/api/stats/"] = h, h
+	}
 	srv, err := api.NewServer(api.Config{
 		MaxSubmitBytes: cfg.MaxSubmitBytes, WaitTimeout: cfg.WaitTimeout, RequestWindow: cfg.RequestWindow,
 		KeyRate: cfg.KeyRate, KeyBurst: cfg.KeyBurst, SubmitRate: cfg.SubmitRate, SubmitBurst: cfg.SubmitBurst,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout,
 		TLSCertFile: cfg.TLSCert, TLSKeyFile: cfg.TLSKey, AllowPlainHTTP: cfg.AllowPlainHTTP,
-		Logger: logger, Registerer: reg, Gatherer: reg,
+		Logger: logger, Registerer: reg, Gatherer: reg, Mounts: mounts,
 	}, svc, gatherer.Served())
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -257,6 +276,15 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, ready chan<- 
 		defer wg.Done()
 		_ = gatherer.Run(runCtx)
 	}()
+	if tracker != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := tracker.Follow(runCtx, stats.LogSource(lg), stats.FollowConfig{StatePath: statsPath}); err != nil && runCtx.Err() == nil {
+				logger.Error("serve: stats stopped following the log", "err", err)
+			}
+		}()
+	}
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

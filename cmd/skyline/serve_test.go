@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,5 +146,29 @@ func TestAdminCommands(t *testing.T) {
 	}
 	if code, _, _ := adm("enroll", "--server", server); code != exitUsage {
 		t.Fatalf("enroll without flags: %d", code)
+	}
+
+	// The stats tracker is mounted read-only beside the log's API.
+	for _, c := range []struct {
+		method, path, ctype string
+		status              int
+	}{
+		{http.MethodGet, "/stats/", "text/html", http.StatusOK},
+		{http.MethodGet, "/api/stats/health", "application/json", http.StatusOK},
+		{http.MethodGet, "/api/stats/operator/nobody", "application/json", http.StatusNotFound},
+		{http.MethodPost, "/stats/", "application/json", http.StatusMethodNotAllowed},
+	} {
+		req, err := http.NewRequest(c.method, server+c.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.status || !strings.HasPrefix(resp.Header.Get("Content-Type"), c.ctype) {
+			t.Errorf("%s %s: %d %q, want %d %s", c.method, c.path, resp.StatusCode, resp.Header.Get("Content-Type"), c.status, c.ctype)
+		}
 	}
 }
