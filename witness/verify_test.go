@@ -530,3 +530,28 @@ func TestVerifyFutureVerdict(t *testing.T) {
 		t.Fatalf("%v exit %d", err, VerifyExit(rep, err))
 	}
 }
+
+// TestVerifyArches: without --arch every build of the NVR is verified and
+// the worst verdict wins; --arch picks one; --rpm-dir needs one build.
+func TestVerifyArches(t *testing.T) {
+	n := newVNet(t, 10)
+	x86 := vnetBuild("hello-2.12-1.fc41", "x86_64")
+	arm := vnetBuild("hello-2.12-1.fc41", "aarch64")
+	n.run(x86, slices.Repeat([]string{""}, 10)...)
+	n.run(arm, append(slices.Repeat([]string{""}, 8), "x", "y")...)
+	n.verdicts(x86, 3)
+	n.verdicts(arm, 3)
+	p := n.policy(2)
+	rep, err := n.verify(p, VerifyRequest{NVR: x86.NVR})
+	if err != nil || rep.Status != VerdictDisputed || len(rep.Builds) != 2 || rep.Builds[0].Build.Arch != "aarch64" || rep.Builds[1].Verdict != VerdictReproduced {
+		t.Fatalf("all arches: %v %q %+v", err, rep.Status, rep.Builds)
+	}
+	rep, err = n.verify(p, VerifyRequest{NVR: x86.NVR, Arch: "x86_64"})
+	if err != nil || VerifyExit(rep, err) != 0 || len(rep.Builds) != 1 {
+		t.Fatalf("--arch x86_64: %v exit %d", err, VerifyExit(rep, err))
+	}
+	rep, err = n.verify(p, VerifyRequest{NVR: x86.NVR, RPMDir: t.TempDir()})
+	if !errors.Is(err, ErrUsage) || VerifyExit(rep, err) != ExitUsage {
+		t.Fatalf("--rpm-dir over two builds: %v exit %d", err, VerifyExit(rep, err))
+	}
+}
