@@ -17,11 +17,13 @@ import (
 	"time"
 
 	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/coord"
 	"github.com/fedora-skyline/skyline/log"
 )
 
 var (
 	verifyBenchSize = flag.Int("verify.size", 20000, "BenchmarkVerifyLatency: entries in the log (the figure of docs/verify.md uses 1000000)")
+	verifyBenchScan = flag.Bool("verify.scan", false, "BenchmarkVerifyLatency: the log indexes builds only (coord.Indexer), so verify reads every entry to find keys and alarms")
 	auditBenchJobs  = flag.Int("audit.jobs", 200, "BenchmarkAuditReplay: jobs of 10 leases, 10 results, a close and 3 verdicts each")
 )
 
@@ -128,10 +130,14 @@ func benchJobs(tb testing.TB, n *vnet, prefix string, jobs int) []attest.BuildID
 	return builds
 }
 
-// lenientIndexer is Indexer that also takes entries that are not skyline
-// entries (filler), unindexed.
+// lenientIndexer is Indexer (coord.Indexer with -verify.scan) that also
+// takes entries that are not skyline entries (filler), unindexed.
 func lenientIndexer(entry []byte) ([]byte, []log.IndexKey, error) {
-	d, k, err := Indexer(entry)
+	idx := Indexer
+	if *verifyBenchScan {
+		idx = coord.Indexer
+	}
+	d, k, err := idx(entry)
 	if err != nil {
 		return nil, nil, nil
 	}
