@@ -113,7 +113,7 @@ type enrolled struct {
 // Indexer is the log.Indexer of skyline entries: the deduplication key is
 // SHA-256(payload) || signer key id (ARCHITECTURE.md, "a resubmitted
 // envelope (same payload, same signer) returns its existing index"), and
-// entries about a build are indexed under its NVR with their kind.
+// the entries are indexed as IndexKeys says.
 func Indexer(entry []byte) ([]byte, []log.IndexKey, error) {
 	e, err := attest.Parse(entry, attest.ParseOptions{})
 	if err != nil {
@@ -164,11 +164,7 @@ func indexEntry(e *attest.Entry) ([]byte, []log.IndexKey, error) {
 		return nil, nil, fmt.Errorf("coord: index: key id: %w", err)
 	}
 	dedup := append(e.PayloadHash[:], kid...)
-	nvr, kind := indexOf(e)
-	if nvr == "" {
-		return dedup, nil, nil
-	}
-	return dedup, []log.IndexKey{{NVR: nvr, Type: kind}}, nil
+	return dedup, IndexKeys(e), nil
 }
 
 // Index kinds of the NVR index (GET /lookup/{nvr}).
@@ -179,25 +175,59 @@ const (
 	IndexJob      = "job"
 	IndexLease    = "lease"
 	IndexJobClose = "job-close"
+	// Under KeyLookup(key id) and AlarmLookup.
+	IndexEnrolment  = "enrolment"
+	IndexRevocation = "revocation"
+	IndexAlarm      = "alarm"
+	IndexAlarmClear = "alarm-clear"
 )
 
-func indexOf(e *attest.Entry) (nvr, kind string) {
+// Lookup names of the entries that are not about one build. They are valid
+// NVRs so that the one lookup route (GET /lookup/{nvr}) serves them.
+const (
+	// AlarmLookup indexes every alarm and alarm-clear entry.
+	AlarmLookup = "skyline-alarms-0"
+	// keyLookupPrefix + key id indexes a key's enrolment and revocation.
+	keyLookupPrefix = "skyline-key-"
+)
+
+// KeyLookup returns the lookup name under which a key's enrolment and
+// revocation are indexed.
+func KeyLookup(keyID string) string { return keyLookupPrefix + keyID }
+
+// IndexKeys returns the index keys of a parsed entry: entries about a build
+// under its NVR with their kind; enrolments and revocations under
+// KeyLookup(key id) and alarms and their clearings under AlarmLookup, so
+// that `skyline verify` finds who signed what without reading the whole
+// log. The index is a convenience, never trusted: readers check every
+// entry against the signed tree, and completeness comes from the
+// witnesses (ARCHITECTURE.md "Trust and failure rules").
+func IndexKeys(e *attest.Entry) []log.IndexKey {
+	key := func(nvr, kind string) []log.IndexKey { return []log.IndexKey{{NVR: nvr, Type: kind}} }
 	switch v := e.Value.(type) {
 	case *attest.Attestation:
 		if v.Official {
-			return v.Build.NVR, IndexOfficial
+			return key(v.Build.NVR, IndexOfficial)
 		}
-		return v.Build.NVR, IndexBuild
+		return key(v.Build.NVR, IndexBuild)
 	case *attest.Verdict:
-		return v.Build.NVR, IndexVerdict
+		return key(v.Build.NVR, IndexVerdict)
 	case *attest.Job:
-		return v.Build.NVR, IndexJob
+		return key(v.Build.NVR, IndexJob)
 	case *attest.Lease:
-		return v.Build.NVR, IndexLease
+		return key(v.Build.NVR, IndexLease)
 	case *attest.JobClose:
-		return v.Build.NVR, IndexJobClose
+		return key(v.Build.NVR, IndexJobClose)
+	case *attest.Enrolment:
+		return key(KeyLookup(v.KeyID), IndexEnrolment)
+	case *attest.Revocation:
+		return key(KeyLookup(v.KeyID), IndexRevocation)
+	case *attest.Alarm:
+		return key(AlarmLookup, IndexAlarm)
+	case *attest.AlarmClear:
+		return key(AlarmLookup, IndexAlarmClear)
 	}
-	return "", ""
+	return nil
 }
 
 // NewService replays the log into a new Coordinator and returns the

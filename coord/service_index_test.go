@@ -63,3 +63,42 @@ func fmtHex(h [32]byte) string {
 	}
 	return string(out)
 }
+
+// TestIndexerNonBuildEntries checks the lookups verify relies on: a key's
+// enrolment and revocation under KeyLookup(key id), alarms and clearings
+// under AlarmLookup, and those lookup names pass the NVR check of the
+// lookup route.
+func TestIndexerNonBuildEntries(t *testing.T) {
+	k, err := attest.GenerateKey(attest.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid := k.KeyID()
+	at := time.Unix(100, 0).UTC()
+	for _, c := range []struct {
+		typ     string
+		payload any
+		nvr     string
+		kind    string
+	}{
+		{attest.PayloadEnrolment, &attest.Enrolment{KeyID: kid, PublicKey: string(k.PublicPEM()), Role: attest.RoleBuilder, Operator: "alice", Contact: "a@example.org", Since: at}, KeyLookup(kid), IndexEnrolment},
+		{attest.PayloadRevocation, &attest.Revocation{KeyID: kid, Operator: "alice", Reason: "lost", Until: at}, KeyLookup(kid), IndexRevocation},
+		{attest.PayloadAlarm, &attest.Alarm{Reason: "outlier rate", Rate: 0.2, Window: 20, TreeSize: 7, At: at}, AlarmLookup, IndexAlarm},
+		{attest.PayloadAlarmClear, &attest.AlarmClear{AlarmIndex: 7, Reason: "fixed", At: at}, AlarmLookup, IndexAlarmClear},
+	} {
+		env, err := attest.Sign(k, c.typ, c.payload)
+		if err != nil {
+			t.Fatalf("%s: %v", c.typ, err)
+		}
+		_, keys, err := Indexer(env)
+		if err != nil {
+			t.Fatalf("%s: %v", c.typ, err)
+		}
+		if len(keys) != 1 || keys[0].NVR != c.nvr || keys[0].Type != c.kind {
+			t.Errorf("%s indexed as %+v, want %s/%s", c.typ, keys, c.nvr, c.kind)
+		}
+		if err := attest.CheckNVR(c.nvr); err != nil {
+			t.Errorf("lookup name %q is not served by /lookup: %v", c.nvr, err)
+		}
+	}
+}

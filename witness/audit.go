@@ -25,6 +25,7 @@ import (
 
 	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/coord"
 	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -481,8 +482,8 @@ func (a *auditor) apply(p *pending) {
 		return
 	}
 	e := p.e
-	if nvr := indexedNVR(e); nvr != "" {
-		a.byNVR[nvr] = append(a.byNVR[nvr], i)
+	for _, k := range coord.IndexKeys(e) {
+		a.byNVR[k.NVR] = append(a.byNVR[k.NVR], i)
 	}
 	if al, ok := e.Value.(*attest.Alarm); ok {
 		// The fold refuses alarms of keys that are not witnesses; the
@@ -602,24 +603,6 @@ func closedAt(rec BuildRecord) string {
 		return "no index yet"
 	}
 	return fmt.Sprintf("index %d", rec.ClosedAt)
-}
-
-// indexedNVR returns the NVR a log indexes the entry under
-// (coord.Indexer), or "".
-func indexedNVR(e *attest.Entry) string {
-	switch v := e.Value.(type) {
-	case *attest.Attestation:
-		return v.Build.NVR
-	case *attest.Verdict:
-		return v.Build.NVR
-	case *attest.Job:
-		return v.Build.NVR
-	case *attest.Lease:
-		return v.Build.NVR
-	case *attest.JobClose:
-		return v.Build.NVR
-	}
-	return ""
 }
 
 // checkIndex compares the log's NVR index with the entries of this run

@@ -21,6 +21,7 @@ import (
 	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/attest/rpm"
+	"github.com/fedora-skyline/skyline/coord"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -368,7 +369,7 @@ type indexed struct {
 // gather returns every entry verify uses, verified against the checkpoint
 // and checked for its signer, in log order.
 func (v *verifier) gather(ctx context.Context, nvr string) ([]indexed, error) {
-	idx, err := v.lookup(ctx, nvr, AlarmLookup)
+	idx, err := v.lookup(ctx, nvr, coord.AlarmLookup)
 	if err != nil {
 		return nil, err
 	}
@@ -394,7 +395,7 @@ func (v *verifier) gather(ctx context.Context, nvr string) ([]indexed, error) {
 	}
 	var names []string
 	for k := range need {
-		names = append(names, KeyLookup(k))
+		names = append(names, coord.KeyLookup(k))
 	}
 	kidx, err := v.lookup(ctx, names...)
 	if err != nil {
@@ -412,7 +413,7 @@ func (v *verifier) gather(ctx context.Context, nvr string) ([]indexed, error) {
 		if err != nil {
 			return nil, err
 		}
-		v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("the log indexes no keys (not run with witness.Indexer): read all %d entries to find enrolments and alarms", v.cp.Size))
+		v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("the log indexes no keys (not run with coord.Indexer): read all %d entries to find enrolments and alarms", v.cp.Size))
 		got = append(got, scanned...)
 	}
 	slices.SortFunc(got, func(a, b indexed) int { return cmp.Compare(a.index, b.index) })

@@ -23,7 +23,7 @@ import (
 
 var (
 	verifyBenchSize = flag.Int("verify.size", 20000, "BenchmarkVerifyLatency: entries in the log (the figure of docs/verify.md uses 1000000)")
-	verifyBenchScan = flag.Bool("verify.scan", false, "BenchmarkVerifyLatency: the log indexes builds only (coord.Indexer), so verify reads every entry to find keys and alarms")
+	verifyBenchScan = flag.Bool("verify.scan", false, "BenchmarkVerifyLatency: the log indexes builds only, so verify reads every entry to find keys and alarms")
 	auditBenchJobs  = flag.Int("audit.jobs", 200, "BenchmarkAuditReplay: jobs of 10 leases, 10 results, a close and 3 verdicts each")
 )
 
@@ -130,12 +130,12 @@ func benchJobs(tb testing.TB, n *vnet, prefix string, jobs int) []attest.BuildID
 	return builds
 }
 
-// lenientIndexer is Indexer (coord.Indexer with -verify.scan) that also
-// takes entries that are not skyline entries (filler), unindexed.
+// lenientIndexer is coord.Indexer (buildsOnlyIndexer with -verify.scan)
+// that also takes entries that are not skyline entries (filler), unindexed.
 func lenientIndexer(entry []byte) ([]byte, []log.IndexKey, error) {
-	idx := Indexer
+	idx := coord.Indexer
 	if *verifyBenchScan {
-		idx = coord.Indexer
+		idx = buildsOnlyIndexer
 	}
 	d, k, err := idx(entry)
 	if err != nil {

@@ -1,7 +1,7 @@
 package witness
 
 // A small skyline network for verify and audit tests: a real log (package
-// log on Pebble, indexed by Indexer) served over real HTTP by a read
+// log on Pebble, indexed by coord.Indexer) served over real HTTP by a read
 // handler that can lie, a coordinator key, witnesses that cosign
 // checkpoints (C2SP tlog-cosignature through Cosigner) and sign verdicts,
 // builders, an importer and an admin.
@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/coord"
 	"github.com/fedora-skyline/skyline/log"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -66,7 +68,7 @@ type vnet struct {
 
 func newVNet(t testing.TB, builders int) *vnet {
 	t.Helper()
-	return newVNetIndexed(t, builders, Indexer)
+	return newVNetIndexed(t, builders, coord.Indexer)
 }
 
 // newVNetIndexed is newVNet with the log's indexer.
@@ -423,4 +425,14 @@ func (n *vnet) verify(p *VerifyPolicy, req VerifyRequest) (*VerifyReport, error)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return Verify(ctx, VerifyConfig{Policy: p}, req)
+}
+
+// buildsOnlyIndexer is coord.Indexer without the key and alarm lookups: a
+// log that indexes builds only, which verify must still answer right.
+func buildsOnlyIndexer(entry []byte) ([]byte, []log.IndexKey, error) {
+	d, keys, err := coord.Indexer(entry)
+	keys = slices.DeleteFunc(keys, func(k log.IndexKey) bool {
+		return k.NVR == coord.AlarmLookup || strings.HasPrefix(k.NVR, coord.KeyLookup(""))
+	})
+	return d, keys, err
 }

@@ -426,10 +426,10 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 // TestVerifyUnindexedKeys: against a log that indexes only builds
-// (coord.Indexer), verify finds enrolments and alarms by reading every
+// (buildsOnlyIndexer), verify finds enrolments and alarms by reading every
 // entry, and reaches the same answers.
 func TestVerifyUnindexedKeys(t *testing.T) {
-	n := newVNetIndexed(t, 10, coord.Indexer)
+	n := newVNetIndexed(t, 10, buildsOnlyIndexer)
 	b := vnetBuild("hello-2.12-1.fc41", "x86_64")
 	n.run(b, append(slices.Repeat([]string{""}, 8), "evil", "evil2")...)
 	n.verdicts(b, 3)
