@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,17 +19,29 @@ import (
 	"github.com/fedora-skyline/skyline/attest"
 )
 
-// adminCommands are the subcommands of `skyline admin`.
-var adminCommands = map[string]struct {
-	summary string
-	run     func(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int
-}{
-	"enroll":          {"enrol a key for an operator (--pub K.pub --operator O --contact C [--team T] [--role builder|witness|importer|admin])", adminEnroll},
-	"revoke":          {"revoke a key (--key-id ID --reason R)", adminRevoke},
-	"jobs":            {"list the jobs ([--json])", adminJobs},
-	"enqueue":         {"enqueue a job (--nvr N --arch A --srpm-url U --srpm-sha256 S [--wanted 10])", adminEnqueue},
-	"import-official": {"attest Koji's RPMs of a build (--nvr N --arch A --srpm-sha256 S --key importer.key RPMDIR)", adminImportOfficial},
+// adminCommand is one subcommand of `skyline admin`.
+type adminCommand struct {
+	synopsis string // its flags and arguments, for its usage line
+	summary  string // one line for `skyline admin --help`
+	run      func(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int
 }
+
+// adminCommands are the subcommands of `skyline admin`.
+var adminCommands = map[string]adminCommand{
+	"enroll": {"--server URL --admin-key KEY --pub K.pub --operator O --contact C [--team T] [--role builder|witness|importer|admin]",
+		"enrol a key for an operator; the enrolment is a log entry signed by the coordinator", adminEnroll},
+	"revoke": {"--server URL --admin-key KEY --key-id ID --reason R",
+		"revoke a key; the revocation is a log entry signed by the coordinator", adminRevoke},
+	"jobs": {"--server URL --admin-key KEY [--json]",
+		"list the jobs, their state, live leases and results", adminJobs},
+	"enqueue": {"--server URL --admin-key KEY --nvr N --arch A --srpm-url U --srpm-sha256 S [--wanted 10]",
+		"enqueue a rebuild job", adminEnqueue},
+	"import-official": {"--server URL --key IMPORTER.key --nvr N --arch A --srpm-sha256 S [--srpm-url U] RPMDIR",
+		"log the digests of Koji's RPMs of a build, signed by the importer key", adminImportOfficial},
+}
+
+// adminExit documents the exit codes of every admin subcommand.
+const adminExit = "Exit status: 0 done, 1 the server refused or failed, 4 usage (bad flags,\nunreadable key file, or a request the server calls malformed).\n"
 
 // runAdmin implements `skyline admin <subcommand> --server URL --admin-key K ...`.
 func runAdmin(args []string, stdout, stderr io.Writer) int {
@@ -41,7 +55,7 @@ func runAdmin(args []string, stdout, stderr io.Writer) int {
 		for _, n := range names {
 			fmt.Fprintf(stderr, "  %-16s %s\n", n, adminCommands[n].summary)
 		}
-		fmt.Fprintf(stderr, "\nExit status: 0 done, 1 the server refused or failed, 4 usage.\n")
+		fmt.Fprintf(stderr, "\nRun 'skyline admin <subcommand> --help' for its flags (docs/serve.md).\n\n%s", adminExit)
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage()
@@ -50,14 +64,19 @@ func runAdmin(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
-	sub, ok := adminCommands[args[0]]
+	name := args[0]
+	sub, ok := adminCommands[name]
 	if !ok {
-		fmt.Fprintf(stderr, "skyline admin: unknown subcommand %q\n\n", args[0])
+		fmt.Fprintf(stderr, "skyline admin: unknown subcommand %q\n\n", name)
 		usage()
 		return exitUsage
 	}
-	fs := flag.NewFlagSet("admin "+args[0], flag.ContinueOnError)
+	fs := flag.NewFlagSet("admin "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: skyline admin %s %s\n\n%s.\n\n%s\nFlags:\n", name, sub.synopsis, strings.ToUpper(sub.summary[:1])+sub.summary[1:], adminExit)
+		fs.PrintDefaults()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return sub.run(ctx, fs, args[1:], stdout, stderr)
@@ -71,39 +90,40 @@ type adminFlags struct {
 
 func addAdminFlags(fs *flag.FlagSet, keyFlag, keyHelp string) adminFlags {
 	return adminFlags{
-		server:  fs.String("server", "", "URL of `skyline serve` (required)"),
+		server:  fs.String("server", "", "URL of skyline serve (required)"),
 		key:     fs.String(keyFlag, "", keyHelp),
 		timeout: fs.Duration("timeout", time.Minute, "give up after this long"),
 	}
 }
 
-// client makes the API client of the flags, signing with the key file.
-func (f adminFlags) client(stderr io.Writer) (*api.Client, *attest.Signer, bool) {
+// call makes the API client of the flags, signing with the key file, and
+// runs f with it under the timeout; it returns the exit code.
+func (f adminFlags) call(ctx context.Context, stderr io.Writer, f2 func(ctx context.Context, c *api.Client, s *attest.Signer) error) int {
 	if *f.server == "" || *f.key == "" {
 		fmt.Fprintln(stderr, "skyline admin: --server and the key flag are required")
-		return nil, nil, false
+		return exitUsage
 	}
 	s, err := attest.LoadSigner(*f.key)
 	if err != nil {
 		fmt.Fprintf(stderr, "skyline admin: %v\n", err)
-		return nil, nil, false
+		return exitUsage
 	}
 	c, err := api.NewClient(api.ClientConfig{URL: *f.server, Signer: s})
 	if err != nil {
 		fmt.Fprintf(stderr, "skyline admin: %v\n", err)
-		return nil, nil, false
-	}
-	return c, s, true
-}
-
-// failed reports an error of the server or the network.
-func failed(stderr io.Writer, err error) int {
-	fmt.Fprintf(stderr, "skyline admin: %v\n", err)
-	var ae *api.Error
-	if errors.As(err, &ae) && ae.Status == 400 {
 		return exitUsage
 	}
-	return exitFail
+	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
+	defer cancel()
+	if err := f2(ctx, c, s); err != nil {
+		fmt.Fprintf(stderr, "skyline admin: %v\n", err)
+		var ae *api.Error
+		if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+			return exitUsage
+		}
+		return exitFail
+	}
+	return exitOK
 }
 
 func adminEnroll(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
@@ -125,18 +145,14 @@ func adminEnroll(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 		fmt.Fprintf(stderr, "skyline admin enroll: %v\n", err)
 		return exitUsage
 	}
-	c, _, ok := af.client(stderr)
-	if !ok {
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(ctx, *af.timeout)
-	defer cancel()
-	res, err := c.Enrol(ctx, api.EnrolBody{PublicKey: string(pem), Role: *role, Operator: *operator, Contact: *contact, Team: *team})
-	if err != nil {
-		return failed(stderr, err)
-	}
-	fmt.Fprintf(stdout, "enrolled %s as %s for %s at index %d\n", res.KeyID, *role, *operator, res.Index)
-	return exitOK
+	return af.call(ctx, stderr, func(ctx context.Context, c *api.Client, _ *attest.Signer) error {
+		res, err := c.Enrol(ctx, api.EnrolBody{PublicKey: string(pem), Role: *role, Operator: *operator, Contact: *contact, Team: *team})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "enrolled %s as %s for %s at index %d\n", res.KeyID, *role, *operator, res.Index)
+		return nil
+	})
 }
 
 func adminRevoke(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
@@ -150,56 +166,46 @@ func adminRevoke(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 		fmt.Fprintln(stderr, "skyline admin revoke: --key-id and --reason are required")
 		return exitUsage
 	}
-	c, _, ok := af.client(stderr)
-	if !ok {
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(ctx, *af.timeout)
-	defer cancel()
-	res, err := c.Revoke(ctx, *keyID, *reason)
-	if err != nil {
-		return failed(stderr, err)
-	}
-	fmt.Fprintf(stdout, "revoked %s at index %d\n", *keyID, res.Index)
-	return exitOK
+	return af.call(ctx, stderr, func(ctx context.Context, c *api.Client, _ *attest.Signer) error {
+		res, err := c.Revoke(ctx, *keyID, *reason)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked %s at index %d\n", *keyID, res.Index)
+		return nil
+	})
 }
 
 func adminJobs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 	af := addAdminFlags(fs, "admin-key", "admin private key file (required)")
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := fs.Bool("json", false, "print the jobs as a JSON array")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
 	if fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "skyline admin jobs: no arguments expected")
 		return exitUsage
 	}
-	c, _, ok := af.client(stderr)
-	if !ok {
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(ctx, *af.timeout)
-	defer cancel()
-	jobs, err := c.Jobs(ctx)
-	if err != nil {
-		return failed(stderr, err)
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(jobs); err != nil {
-			return failed(stderr, err)
+	return af.call(ctx, stderr, func(ctx context.Context, c *api.Client, _ *attest.Signer) error {
+		jobs, err := c.Jobs(ctx)
+		if err != nil {
+			return err
 		}
-		return exitOK
-	}
-	fmt.Fprintf(stdout, "%-32s  %-40s  %-8s  %-6s  %-5s  %s\n", "JOB", "NVR", "ARCH", "STATE", "LIVE", "RESULTS")
-	for _, j := range jobs {
-		state := "open"
-		if j.Closed {
-			state = "closed"
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(jobs)
 		}
-		fmt.Fprintf(stdout, "%-32s  %-40s  %-8s  %-6s  %-5d  %d/%d\n", j.Job.JobID, j.Job.Build.NVR, j.Job.Build.Arch, state, len(j.Live), len(j.Results), j.Job.Wanted)
-	}
-	return exitOK
+		fmt.Fprintf(stdout, "%-32s  %-40s  %-8s  %-6s  %-5s  %s\n", "JOB", "NVR", "ARCH", "STATE", "LIVE", "RESULTS")
+		for _, j := range jobs {
+			state := "open"
+			if j.Closed {
+				state = "closed"
+			}
+			fmt.Fprintf(stdout, "%-32s  %-40s  %-8s  %-6s  %-5d  %d/%d\n", j.Job.JobID, j.Job.Build.NVR, j.Job.Build.Arch, state, len(j.Live), len(j.Results), j.Job.Wanted)
+		}
+		return nil
+	})
 }
 
 func adminEnqueue(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
@@ -216,18 +222,14 @@ func adminEnqueue(ctx context.Context, fs *flag.FlagSet, args []string, stdout, 
 		fmt.Fprintln(stderr, "skyline admin enqueue: --nvr, --arch, --srpm-url and --srpm-sha256 are required")
 		return exitUsage
 	}
-	c, _, ok := af.client(stderr)
-	if !ok {
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(ctx, *af.timeout)
-	defer cancel()
-	res, err := c.Enqueue(ctx, api.EnqueueBody{NVR: *nvr, Arch: *arch, SRPMURL: *srpmURL, SRPMSHA256: *srpmSHA, Wanted: *wanted})
-	if err != nil {
-		return failed(stderr, err)
-	}
-	fmt.Fprintf(stdout, "enqueued job %s (%s.%s, %d wanted) at index %d\n", res.Job.JobID, *nvr, *arch, res.Job.Wanted, res.Index)
-	return exitOK
+	return af.call(ctx, stderr, func(ctx context.Context, c *api.Client, _ *attest.Signer) error {
+		res, err := c.Enqueue(ctx, api.EnqueueBody{NVR: *nvr, Arch: *arch, SRPMURL: *srpmURL, SRPMSHA256: *srpmSHA, Wanted: *wanted})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "enqueued job %s (%s.%s, %d wanted) at index %d\n", res.Job.JobID, *nvr, *arch, res.Job.Wanted, res.Index)
+		return nil
+	})
 }
 
 func adminImportOfficial(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
@@ -240,25 +242,21 @@ func adminImportOfficial(ctx context.Context, fs *flag.FlagSet, args []string, s
 		return code
 	}
 	if *nvr == "" || *arch == "" || *srpmSHA == "" || fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: skyline admin import-official --server URL --key importer.key --nvr N --arch A --srpm-sha256 S RPMDIR")
+		fmt.Fprintln(stderr, "skyline admin import-official: --nvr, --arch, --srpm-sha256 and one RPMDIR are required")
 		return exitUsage
 	}
-	c, s, ok := af.client(stderr)
-	if !ok {
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(ctx, *af.timeout)
-	defer cancel()
-	r, err := api.ImportOfficial(ctx, c, s, api.Official{
-		Build:   attest.BuildID{NVR: *nvr, Arch: *arch, SRPMSHA256: *srpmSHA},
-		SRPMURL: *srpmURL,
-		Dir:     fs.Arg(0),
+	return af.call(ctx, stderr, func(ctx context.Context, c *api.Client, s *attest.Signer) error {
+		r, err := api.ImportOfficial(ctx, c, s, api.Official{
+			Build:   attest.BuildID{NVR: *nvr, Arch: *arch, SRPMSHA256: *srpmSHA},
+			SRPMURL: *srpmURL,
+			Dir:     fs.Arg(0),
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range r.Entries {
+			fmt.Fprintf(stdout, "official %s.%s logged at index %d\n", *nvr, *arch, e.Index)
+		}
+		return nil
 	})
-	if err != nil {
-		return failed(stderr, err)
-	}
-	for _, e := range r.Entries {
-		fmt.Fprintf(stdout, "official %s.%s logged at index %d\n", *nvr, *arch, e.Index)
-	}
-	return exitOK
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/attest/rpm/rpmtest"
+	"github.com/fedora-skyline/skyline/coord"
 )
 
 func writeKey(t *testing.T, dir, name string) *attest.Signer {
@@ -146,6 +148,53 @@ func TestAdminCommands(t *testing.T) {
 	}
 	if code, _, _ := adm("enroll", "--server", server); code != exitUsage {
 		t.Fatalf("enroll without flags: %d", code)
+	}
+
+	// import-official: refused for the admin key (configured, not an
+	// enrolled importer), then logged under the NVR once the importer key
+	// is enrolled.
+	writeKey(t, dir, "importer")
+	rpms := rpmtest.Rebuild(t, rpmtest.BuildSRPM(t, "hello.spec", nil), filepath.Join(t.TempDir(), "top"), nil)
+	imp := func(key string) (int, string, string) {
+		return adm("import-official", "--server", server, "--key", key, "--nvr", "hello-1.0-1", "--arch", "x86_64",
+			"--srpm-sha256", strings.Repeat("ab", 32), rpms)
+	}
+	if code, _, errs := imp(admin); code != exitFail || !strings.Contains(errs, "unknown_key") {
+		t.Fatalf("import-official with the admin key: %d %s", code, errs)
+	}
+	code, out, errs = adm("enroll", "--server", server, "--admin-key", admin, "--pub", filepath.Join(dir, "importer.pub"), "--operator", "koji", "--contact", "koji@example.org", "--role", attest.RoleImporter)
+	if code != exitOK {
+		t.Fatalf("enroll importer: %d %s %s", code, out, errs)
+	}
+	code, out, errs = imp(filepath.Join(dir, "importer.key"))
+	if code != exitOK || !strings.Contains(out, "official hello-1.0-1.x86_64 logged at index") {
+		t.Fatalf("import-official: %d %s %s", code, out, errs)
+	}
+	lk, err := api.NewClient(api.ClientConfig{URL: server})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := lk.Lookup(context.Background(), "hello-1.0-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]int{}
+	for _, e := range found.Entries {
+		types[e.Type]++
+	}
+	if types[coord.IndexOfficial] != 1 {
+		t.Errorf("lookup after import-official: %v, want one official entry", types)
+	}
+	if code, _, errs := adm("import-official", "--server", server, "--key", filepath.Join(dir, "importer.key"), "--nvr", "hello-1.0-1", "--arch", "x86_64"); code != exitUsage || !strings.Contains(errs, "RPMDIR") {
+		t.Errorf("import-official without RPMDIR: %d %s", code, errs)
+	}
+
+	// Every subcommand's help names its synopsis and exit codes, exit 0.
+	for name := range adminCommands {
+		code, _, errs := adm(name, "--help")
+		if code != exitOK || !strings.Contains(errs, "usage: skyline admin "+name+" --server URL") || !strings.Contains(errs, "Exit status:") {
+			t.Errorf("admin %s --help: exit %d\n%s", name, code, errs)
+		}
 	}
 
 	// The stats tracker is mounted read-only beside the log's API.
