@@ -1,10 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/fedora-skyline/skyline/attest"
 )
 
 // TestNonceCache checks replay detection inside the window, forgetting
@@ -77,5 +80,63 @@ func TestLimiter(t *testing.T) {
 		if err := off.allow("x", now); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestRateLimitsOverHTTP checks that the per-key limit of signed requests
+// and the per-address limit of submissions answer 429 rate_limited over
+// real HTTP, change nothing, hold one key's excess against that key only,
+// and refill with time.
+func TestRateLimitsOverHTTP(t *testing.T) {
+	e := newEnv(t, envOptions{api: Config{KeyRate: 1, KeyBurst: 2, SubmitRate: 1, SubmitBurst: 1}})
+	const nvr = "hello-1.0-1"
+	alice := e.enrol(attest.RoleBuilder, "alice")
+	bob := e.enrol(attest.RoleBuilder, "bob")
+	e.clock.Advance(time.Second) // the admin's two enrolments spent its burst
+	e.enqueue(nvr, 5)
+	notices := func(k *attest.Signer) (int, string) {
+		return e.post("/notices", "application/json", signReq(t, k, ActionNotices, EmptyBody{}, e.clock.Now()))
+	}
+	for i := range 2 {
+		if st, code := notices(alice); st != 200 {
+			t.Fatalf("alice's request %d within the burst: %d %s", i+1, st, code)
+		}
+	}
+	before := e.state(nvr)
+	if st, code := notices(alice); st != 429 || code != "rate_limited" {
+		t.Errorf("alice's third request at once: %d %q, want 429 rate_limited", st, code)
+	}
+	// A lease request over the limit logs no lease.
+	if st, code := e.post("/lease", "application/json", signReq(t, alice, ActionLease, LeaseBody{Arches: []string{"x86_64"}}, e.clock.Now())); st != 429 || code != "rate_limited" {
+		t.Errorf("alice's lease over the limit: %d %q, want 429 rate_limited", st, code)
+	}
+	if after := e.state(nvr); after.size != before.size || after.jobs != before.jobs || !bytes.Equal(after.checkpoint, before.checkpoint) {
+		t.Errorf("refused requests changed the state: size %d -> %d, jobs %s -> %s", before.size, after.size, before.jobs, after.jobs)
+	}
+	if st, code := notices(bob); st != 200 {
+		t.Errorf("bob is limited by alice's requests: %d %s", st, code)
+	}
+	e.clock.Advance(time.Second)
+	l := e.lease(alice) // one token back after a second
+	if st, code := notices(alice); st != 429 || code != "rate_limited" {
+		t.Errorf("alice's second request after one second: %d %q, want 429 rate_limited", st, code)
+	}
+
+	// Submissions: one per second from this address, burst 1.
+	first := attestation(t, alice, l.Build, l.LeaseID, "A")
+	if st, code := e.post("/submit", "application/json", first); st != 200 {
+		t.Fatalf("first submission: %d %s", st, code)
+	}
+	before = e.state(nvr)
+	second := attestation(t, alice, l.Build, l.LeaseID, "B")
+	if st, code := e.post("/submit", "application/json", second); st != 429 || code != "rate_limited" {
+		t.Errorf("second submission at once: %d %q, want 429 rate_limited", st, code)
+	}
+	if after := e.state(nvr); after.size != before.size || after.lookup != before.lookup || !bytes.Equal(after.root, before.root) {
+		t.Errorf("a rate-limited submission changed the log: size %d -> %d, lookup %s -> %s", before.size, after.size, before.lookup, after.lookup)
+	}
+	e.clock.Advance(time.Second)
+	if st, code := e.post("/submit", "application/json", first); st != 200 {
+		t.Errorf("resubmission after a second: %d %s", st, code)
 	}
 }
