@@ -3,6 +3,8 @@ package demo
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"github.com/fedora-skyline/skyline/attest/rpm"
 	"github.com/fedora-skyline/skyline/builder"
 	"github.com/fedora-skyline/skyline/witness"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // The end-to-end test: the `make demo` scenario with real processes over
@@ -245,6 +248,7 @@ func TestDemoScenario(t *testing.T) {
 		}
 	}
 	checkBuilds(t, n, cl)
+	checkOneWitnessDown(t, n)
 }
 
 // checkBuilds checks the attestations themselves: ten builders built each
@@ -400,4 +404,110 @@ func TestBreakerScenario(t *testing.T) {
 	if got := len(cl.VerdictsBy("hello-1.1-1")); got != len(n.Witnesses) {
 		t.Errorf("hello-1.1-1: verdicts of %d witnesses, want %d", got, len(n.Witnesses))
 	}
+}
+
+// checkOneWitnessDown is the real-process test of gathering (issue 7):
+// the network's serve was configured with every witness and gathered all
+// their cosignatures (checkLog); with the last witness stopped, serve
+// keeps publishing checkpoints, now cosigned by the witnesses still up,
+// and verify's k-of-n policy decides: k = n-1 passes, k = n fails closed.
+func checkOneWitnessDown(t *testing.T, n *Network) {
+	t.Helper()
+	ctx := t.Context()
+	down := n.Witnesses[len(n.Witnesses)-1]
+	var wp *proc
+	n.procs.mu.Lock()
+	for _, p := range n.procs.list {
+		if p.name == fmt.Sprintf("witness-%d", len(n.Witnesses)) {
+			wp = p
+		}
+	}
+	n.procs.mu.Unlock()
+	if wp == nil {
+		t.Fatalf("no process of %s", down.Name)
+	}
+	before, _ := latestCheckpoint(t, n)
+	wp.stop(5 * time.Second)
+
+	// A new entry (an enrolment) makes the log sign a new tree, which
+	// the stopped witness cannot cosign.
+	if _, err := n.must(ctx, false, "keygen", "--name", "late-builder", "--dir", "keys"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.must(ctx, false, "admin", "enroll", "--server", n.LogURL, "--admin-key", "keys/"+keyAdmin+".key",
+		"--pub", "keys/late-builder.pub", "--role", attest.RoleBuilder, "--operator", "late", "--contact", "late@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	var up []string
+	for _, w := range n.Witnesses[:len(n.Witnesses)-1] {
+		up = append(up, w.Name)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		tree, cosigners := latestCheckpoint(t, n)
+		slices.Sort(cosigners)
+		if tree.N > before.N && slices.Equal(cosigners, up) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with %s down: checkpoint of %d (was %d) cosigned by %v, want a larger one cosigned by %v", down.Name, tree.N, before.N, cosigners, up)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// verify with the network's policy (k = n-1) decides as before; the
+	// cosigners it counts are the witnesses still up.
+	r, err := n.skyline(ctx, "verify", "hello-1.0-1", "--policy", "policy.toml", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vj verifyJSON
+	if err := json.Unmarshal([]byte(r.Stdout), &vj); err != nil || vj.VerifyReport == nil {
+		t.Fatalf("verify --json: %v\n%s%s", err, r.Stdout, r.Stderr)
+	}
+	if n.cfg.Scenario.WitnessQuorum != len(n.Witnesses)-1 {
+		t.Fatalf("scenario witness quorum %d of %d: this check wants n-1", n.cfg.Scenario.WitnessQuorum, len(n.Witnesses))
+	}
+	got := slices.Clone(vj.Cosigners)
+	slices.Sort(got)
+	if r.Exit != 0 || vj.Status != witness.VerdictReproduced || len(got) != len(up) {
+		t.Errorf("verify with %s down, quorum %d: exit %d status %s cosigners %v, want exit 0 reproduced with %d cosigners\n%s", down.Name, n.cfg.Scenario.WitnessQuorum, r.Exit, vj.Status, got, len(up), r.Stderr)
+	}
+
+	// The same policy asking for every witness fails closed.
+	pol, err := os.ReadFile(n.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := bytes.Replace(pol, fmt.Appendf(nil, "witness_quorum = %d\n", n.cfg.Scenario.WitnessQuorum), fmt.Appendf(nil, "witness_quorum = %d\n", len(n.Witnesses)), 1)
+	if bytes.Equal(all, pol) {
+		t.Fatalf("policy.toml has no witness_quorum line:\n%s", pol)
+	}
+	if err := os.WriteFile(n.path("policy-all.toml"), all, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err = n.skyline(ctx, "verify", "hello-1.0-1", "--policy", "policy-all.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Exit != ExitVerification || !strings.Contains(r.Stdout+r.Stderr, "need 3") {
+		t.Errorf("verify with %s down, quorum %d: exit %d, want %d (too few cosignatures)\n%s%s", down.Name, len(n.Witnesses), r.Exit, ExitVerification, r.Stdout, r.Stderr)
+	}
+}
+
+// latestCheckpoint reads the log's checkpoint from its public read API and
+// returns its tree and the witnesses whose cosignature verifies.
+func latestCheckpoint(t *testing.T, n *Network) (tlog.Tree, []string) {
+	t.Helper()
+	lc := n.LogCheck()
+	r := &reader{ctx: t.Context(), c: lc.Client, base: lc.URL}
+	raw, err := r.get("checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, cosigners, err := openCheckpoint(raw, lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree, cosigners
 }
