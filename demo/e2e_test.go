@@ -490,7 +490,7 @@ func checkOneWitnessDown(t *testing.T, n *Network) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Exit != ExitVerification || !strings.Contains(r.Stdout+r.Stderr, "need 3") {
+	if r.Exit != ExitVerification || !strings.Contains(r.Stdout+r.Stderr, fmt.Sprintf("cosigned by %d policy witnesses", len(up))) {
 		t.Errorf("verify with %s down, quorum %d: exit %d, want %d (too few cosignatures)\n%s%s", down.Name, len(n.Witnesses), r.Exit, ExitVerification, r.Stdout, r.Stderr)
 	}
 }
