@@ -2,12 +2,15 @@ package rpm
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -275,5 +278,49 @@ func TestReadStopsAtPayload(t *testing.T) {
 	}
 	if _, _, err := p.Header.Uint32(TagName); !errors.Is(err, ErrMalformed) {
 		t.Errorf("Uint32 of a string tag: %v, want ErrMalformed", err)
+	}
+}
+
+// TestOnePayloadByteChangesDigest flips one payload byte and writes the
+// matching PAYLOADDIGEST into the header, as a rebuilt RPM would carry: the
+// file reads cleanly and its skyline digest differs, because the payload is
+// hashed from its bytes (docs/rpm-digest.md), and Compare names the payload.
+func TestOnePayloadByteChangesDigest(t *testing.T) {
+	raw := smallRPM(t)
+	l := layoutOf(t, raw)
+	b := bytes.Clone(raw)
+	b[len(b)-1] ^= 1
+	pd := entryOf(t, b, l, TagPayloadDigest)
+	at := l.main + 16 + 16*l.mainIL + int(be(b[pd+8:]))
+	sum := sha256.Sum256(b[l.payload:])
+	if old := sha256.Sum256(raw[l.payload:]); string(b[at:at+64]) != hex.EncodeToString(old[:]) {
+		t.Fatalf("PAYLOADDIGEST at %d is not the payload's SHA-256", at)
+	}
+	copy(b[at:], hex.EncodeToString(sum[:]))
+	a, err := digestBytes(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := digestBytes(b)
+	if err != nil {
+		t.Fatalf("RPM with one payload byte changed and a matching PAYLOADDIGEST: %v", err)
+	}
+	if a.Skyline == d.Skyline {
+		t.Fatal("one changed payload byte left the skyline digest unchanged")
+	}
+	dir := t.TempDir()
+	pa, pb := filepath.Join(dir, "a.rpm"), filepath.Join(dir, "b.rpm")
+	if err := os.WriteFile(pa, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pb, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Compare(pa, pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Same || c.OnlyIgnored || !slices.Contains(c.Differences, "payload") {
+		t.Errorf("Compare = %+v, want a payload difference", c)
 	}
 }
