@@ -71,15 +71,17 @@ type Broker struct {
 	// Dir holds the broker's config, certificates, data and logs.
 	Dir string
 
-	host    string
-	port    int
-	ca      *x509.CertPool
-	certs   map[string]tls.Certificate
-	server  *exec.Cmd
-	epmd    *exec.Cmd
-	exited  chan struct{}
-	exitErr error
-	env     []string
+	host     string
+	port     int
+	ca       *x509.CertPool
+	certs    map[string]tls.Certificate
+	server   *exec.Cmd
+	epmd     *exec.Cmd
+	watch    *exec.Cmd // kills the broker when this process dies
+	lifeline *os.File  // the watchdog's stdin: closed when this process dies
+	exited   chan struct{}
+	exitErr  error
+	env      []string
 }
 
 // Start starts a broker in dir (which must exist and be empty or hold
@@ -126,6 +128,8 @@ func Start(dir string, logw io.Writer, timeout time.Duration) (*Broker, error) {
 		"RABBITMQ_DIST_PORT="+strconv.Itoa(ports[1]),
 		"ERL_EPMD_PORT="+strconv.Itoa(ports[2]),
 		"ERL_EPMD_ADDRESS=127.0.0.1",
+		// Never start an epmd daemon of Erlang's own: ours stops with us.
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-start_epmd false",
 	)
 	for _, d := range []string{"mnesia", "log"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
@@ -154,11 +158,44 @@ func Start(dir string, logw io.Writer, timeout time.Duration) (*Broker, error) {
 		b.exitErr = b.server.Wait()
 		close(b.exited)
 	}()
+	if err := b.startWatchdog(); err != nil {
+		b.Stop()
+		return nil, err
+	}
 	if err := b.waitReady(timeout); err != nil {
 		b.Stop()
 		return nil, err
 	}
 	return b, nil
+}
+
+// startWatchdog starts a shell that blocks reading a pipe only this
+// process holds open. However this process ends (a test timeout, a
+// kill), the pipe closes and the shell kills the broker's process group
+// and epmd. The parent-death signal alone is not enough: the server script
+// runs Erlang in the background, so Erlang is a grandchild.
+func (b *Broker) startWatchdog() error {
+	// kill(1), not the shell's builtin: dash's cannot signal a process group.
+	kill, err := exec.LookPath("kill")
+	if err != nil {
+		return fmt.Errorf("rabbittest: no kill(1): %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("rabbittest: %w", err)
+	}
+	b.watch = exec.Command("sh", "-c", `read _; "$1" -s KILL -- "-$2" "-$3" 2>/dev/null; exit 0`, "rabbittest-watchdog",
+		kill, strconv.Itoa(b.server.Process.Pid), strconv.Itoa(b.epmd.Process.Pid))
+	b.watch.Stdin = r
+	b.watch.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = b.watch.Start()
+	r.Close()
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("rabbittest: start watchdog: %w", err)
+	}
+	b.lifeline = w
+	return nil
 }
 
 func findEPMD() (string, error) {
@@ -226,6 +263,10 @@ func (b *Broker) Stop() {
 		}
 	}
 	b.kill(b.epmd)
+	if b.lifeline != nil {
+		b.lifeline.Close()
+		b.watch.Wait()
+	}
 }
 
 func (b *Broker) kill(c *exec.Cmd) {
