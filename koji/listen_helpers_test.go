@@ -63,6 +63,9 @@ type recordingSink struct {
 	jobs      []api.EnqueueBody
 	officials []recordedOfficial
 	failNext  int // Enqueue calls to fail with a 503 first
+	calls     int // Enqueue calls, duplicates included
+	// onEnqueue, when set, runs after each successful Enqueue.
+	onEnqueue func()
 }
 
 type recordedOfficial struct {
@@ -74,12 +77,28 @@ type recordedOfficial struct {
 func (s *recordingSink) Enqueue(ctx context.Context, b api.EnqueueBody) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.calls++
 	if s.failNext > 0 {
 		s.failNext--
 		return fmt.Errorf("test sink: %w", &api.Error{Status: 503, Code: "unavailable", Message: "injected"})
 	}
+	// Like the coordinator: a job already enqueued is not enqueued again.
+	for _, j := range s.jobs {
+		if j.NVR == b.NVR && j.Arch == b.Arch && j.SRPMSHA256 == b.SRPMSHA256 {
+			return nil
+		}
+	}
 	s.jobs = append(s.jobs, b)
+	if s.onEnqueue != nil {
+		s.onEnqueue()
+	}
 	return nil
+}
+
+func (s *recordingSink) Calls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
 }
 
 func (s *recordingSink) ImportOfficial(ctx context.Context, o api.Official) error {

@@ -261,3 +261,35 @@ func TestImportSkipsIncomplete(t *testing.T) {
 		t.Fatal("enqueued")
 	}
 }
+
+// TestListenCrashWindow: the job is enqueued but the importer cannot
+// record the build (its state directory is gone: a crash between the two
+// would look the same). The message is not acknowledged but requeued;
+// the redelivery finds the job already in the coordinator, records the
+// build and acknowledges: one job, and the build is handled.
+func TestListenCrashWindow(t *testing.T) {
+	e := newKojiEnv(t)
+	id, _ := e.hub.AddHelloBuild(t, "", 1_763_000_000.25)
+	dir := filepath.Dir(e.state)
+	moved := dir + ".away"
+	e.sink.onEnqueue = func() {
+		if err := os.Rename(dir, moved); err != nil {
+			t.Errorf("move the state away: %v", err)
+		}
+		e.sink.onEnqueue = nil
+	}
+	e.listen(time.Hour)
+	e.publish(topicState, koji.SchemaBuildStateChange, mustJSON(t, stateChange(id, "hello", "1.0", "1", 1)))
+	e.waitFor("the requeue", func() bool { return e.logs.count("message requeued", "importer state") >= 1 })
+	if err := os.Rename(moved, dir); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the redelivery", func() bool { return e.logs.count("message handled", "redelivered=true", "status=imported") == 1 })
+	if n, calls := len(e.sink.Jobs()), e.sink.Calls(); n != 1 || calls < 2 {
+		t.Fatalf("%d jobs from %d enqueue calls, want 1 from 2 or more", n, calls)
+	}
+	e.reopen()
+	if out, ok := e.importer.Handled(id); !ok || out != "imported" {
+		t.Fatalf("after restart: %q %v", out, ok)
+	}
+}

@@ -2,6 +2,7 @@ package koji_test
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -170,5 +171,52 @@ func TestVerdictFeedRefusesFork(t *testing.T) {
 	}
 	if forked.Next() != next || f.rdb.Count() != 1 {
 		t.Fatalf("next %d (was %d), %d results", forked.Next(), next, f.rdb.Count())
+	}
+}
+
+// TestAPISinkDuplicateJob: through a real coordinator, enqueueing the same
+// job twice is success once and "duplicate_job" (treated as success) the
+// second time; one job exists. The official build, imported twice, is
+// logged once.
+func TestAPISinkDuplicateJob(t *testing.T) {
+	sky := newSkyline(t)
+	importer := sky.enrol(nil, attest.RoleImporter, "fedora-koji")
+	sink := &koji.APISink{Admin: sky.client(sky.admin), Server: sky.client(nil), ImporterKey: importer}
+	e := newKojiEnv(t)
+	e.cfg.Sink = sink
+	e.reopen()
+	id, _ := e.hub.AddHelloBuild(t, "", 1_763_000_000.5)
+	// Import twice by forgetting the first import (a lost state file).
+	for range 2 {
+		if st, err := e.importer.Import(t.Context(), id, "", "test"); err != nil || st != koji.Imported {
+			t.Fatalf("import: %v %v", st, err)
+		}
+		if err := os.Remove(e.state); err != nil {
+			t.Fatal(err)
+		}
+		e.reopen()
+	}
+	jobs, err := sky.client(sky.admin).Jobs(t.Context())
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("jobs %+v %v", jobs, err)
+	}
+	sky.waitCheckpoint()
+	size, _ := sky.log.Size()
+	officials := 0
+	for i := range size {
+		data, err := sky.log.Entry(t.Context(), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := attest.Parse(data, attest.ParseOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := e.Attestation(); a != nil && e.KeyID == importer.KeyID() {
+			officials++
+		}
+	}
+	if officials != 1 {
+		t.Fatalf("%d official entries, want 1", officials)
 	}
 }
