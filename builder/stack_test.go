@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,6 +24,11 @@ import (
 	"github.com/fedora-skyline/skyline/coord"
 	"github.com/fedora-skyline/skyline/log"
 )
+
+// stackCheckpoint is the log's checkpoint interval in TestRealStack, which
+// the acknowledgement waits for; -builder.stack-checkpoint=1s measures the
+// log's default.
+var stackCheckpoint = flag.Duration("builder.stack-checkpoint", 10*time.Millisecond, "the log's checkpoint_interval in TestRealStack")
 
 // TestRealStack runs the daemon against the real thing: the log on Pebble,
 // the coordinator service and the api HTTP server on a loopback listener,
@@ -53,7 +59,7 @@ func TestRealStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lg, err := log.Open(ctx, log.Config{Dir: t.TempDir(), Origin: origin, Signer: ns, Indexer: coord.Indexer, CheckpointInterval: 10 * time.Millisecond})
+	lg, err := log.Open(ctx, log.Config{Dir: t.TempDir(), Origin: origin, Signer: ns, Indexer: coord.Indexer, CheckpointInterval: *stackCheckpoint})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,8 +224,8 @@ func TestRealStack(t *testing.T) {
 	if ack == nil || len(ack.Acks) != 1 {
 		t.Fatalf("no acknowledged job in %+v", st.Recent)
 	}
-	t.Logf("real stack (checkpoint_interval 10ms): lease to build end %.3fs, build end to verified acknowledgement %.4fs: ratio %.4f",
-		ack.BuildSeconds, ack.AckSeconds, ack.AckSeconds/ack.BuildSeconds)
+	t.Logf("real stack (checkpoint_interval %v): lease to build end %.3fs, build end to verified acknowledgement %.4fs: ratio %.4f",
+		*stackCheckpoint, ack.BuildSeconds, ack.AckSeconds, ack.AckSeconds/ack.BuildSeconds)
 	// The entry the daemon proved is the attestation it signed.
 	entry, err := lg.Entry(ctx, ack.Acks[0].Index)
 	if err != nil {
