@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 PKGS      := ./...
 
-.PHONY: all build test demo lint vet fmt-check staticcheck unit bench fuzz deps deps-rpm clean rpm
+.PHONY: all build test demo lint vet fmt-check staticcheck unit bench bench-ratios fuzz deps deps-rpm clean rpm
 
 all: build
 
@@ -47,6 +47,12 @@ demo: deps-rpm
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) $(PKGS)
+
+# bench-ratios prints the RPM digest, envelope verify and serve figures as
+# ratios to the shared/bench/limits yardsticks measured in the same rounds
+# (ROUNDS, default 5); the log's figures come from shared/bench/side-by-side.sh.
+bench-ratios: deps-rpm
+	@./scripts/bench-ratios $(ROUNDS)
 
 # fuzz runs every Fuzz target for FUZZTIME each.
 fuzz:
