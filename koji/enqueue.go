@@ -283,7 +283,13 @@ func transient(err error) bool {
 		errors.Is(err, ErrBadPathComponent), errors.Is(err, ErrHTTPStatus):
 		return false
 	case errors.As(err, &ae):
-		return ae.Status >= 500 || ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusRequestTimeout
+		// 401/403 (a key not enrolled, a wrong role) is our configuration,
+		// not the build's fault: retried until fixed, never dropped.
+		switch ae.Status {
+		case http.StatusTooManyRequests, http.StatusRequestTimeout, http.StatusUnauthorized, http.StatusForbidden:
+			return true
+		}
+		return ae.Status >= 500
 	case errors.As(err, &ne), errors.Is(err, context.DeadlineExceeded), errors.Is(err, io.ErrUnexpectedEOF):
 		return true
 	}

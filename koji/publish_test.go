@@ -220,3 +220,26 @@ func TestAPISinkDuplicateJob(t *testing.T) {
 		t.Fatalf("%d official entries, want 1", officials)
 	}
 }
+
+// TestImportUnenrolledImporterIsRetried: with an importer key the
+// coordinator does not know, the import fails transiently (403 is a
+// configuration problem of ours, not a reason to drop the build); once the
+// key is enrolled, the same build imports.
+func TestImportUnenrolledImporterIsRetried(t *testing.T) {
+	sky := newSkyline(t)
+	importer := genKey(t)
+	e := newKojiEnv(t)
+	e.cfg.Sink = &koji.APISink{Admin: sky.client(sky.admin), Server: sky.client(nil), ImporterKey: importer}
+	e.reopen()
+	id, _ := e.hub.AddHelloBuild(t, "", 1_763_000_000.5)
+	if _, err := e.importer.Import(t.Context(), id, "", "test"); !errors.Is(err, koji.ErrTransient) {
+		t.Fatalf("import with an unknown importer key: %v, want transient", err)
+	}
+	if _, ok := e.importer.Handled(id); ok {
+		t.Fatal("recorded")
+	}
+	sky.enrol(importer, attest.RoleImporter, "fedora-koji")
+	if st, err := e.importer.Import(t.Context(), id, "", "test"); err != nil || st != koji.Imported {
+		t.Fatalf("import after enrolment: %v %v", st, err)
+	}
+}
