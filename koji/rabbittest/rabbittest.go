@@ -57,7 +57,7 @@ const (
 // Vhost is the virtual host of Fedora's public broker.
 const Vhost = "/public_pubsub"
 
-// serverDir is where Debian and Fedora install the real server script
+// serverScripts are where Debian and Fedora install the real server script
 // (the /usr/sbin wrapper insists on running as the rabbitmq user).
 var serverScripts = []string{"/usr/lib/rabbitmq/bin/rabbitmq-server", "/usr/sbin/rabbitmq-server"}
 
