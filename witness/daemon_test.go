@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -47,7 +48,11 @@ func newSigner(t testing.TB) *attest.Signer {
 	return s
 }
 
-func newNetwork(t testing.TB) *network {
+func newNetwork(t testing.TB) *network { return newNetworkOrigin(t, testOrigin) }
+
+// newNetworkOrigin starts a log, coordinator and API server whose
+// checkpoints carry origin.
+func newNetworkOrigin(t testing.TB, testOrigin string) *network {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	coordKey, admin := newSigner(t), newSigner(t)
@@ -594,5 +599,73 @@ func TestWitnessOutboxSurvivesRestart(t *testing.T) {
 	}
 	if size, _ := n.log.Size(); size != after {
 		t.Fatalf("resend grew the log to %d", size)
+	}
+}
+
+// TestWitnessFollowsTwoLogs: one witness configured with two logs (their
+// own origins, log keys and coordinators) cosigns each log's checkpoint,
+// judges each log's build from that log's entries alone and submits the
+// verdict to that log only; add-checkpoint for an origin it does not
+// follow is refused.
+func TestWitnessFollowsTwoLogs(t *testing.T) {
+	ctx := context.Background()
+	n1, n2 := newNetwork(t), newNetworkOrigin(t, "log2.skyline.example/witness-test")
+	keys := writeWitnessKeys(t, n1.coordKey)
+	coord2 := filepath.Join(keys.dir, "coordinator2.pub")
+	if err := os.WriteFile(coord2, n2.coordKey.PublicPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	builds := map[*network]attest.BuildID{}
+	for i, n := range []*network{n1, n2} {
+		n.enrolKey(keys.verdict, attest.RoleWitness, "witness-op")
+		var builders []*attest.Signer
+		for j := range 5 {
+			builders = append(builders, n.enrol(attest.RoleBuilder, fmt.Sprintf("log%d-op%d", i, j)))
+		}
+		builds[n] = n.rebuild(fmt.Sprintf("pkg%d-1.0-1.fc41", i), builders, []string{"A", "A", "A", "A", "A"})
+	}
+	cfg := witnessConfig(t.TempDir(), keys, n1.url, n1.logVKey, true)
+	submit := true
+	cfg.Logs = append(cfg.Logs, LogConfig{Name: "second", URL: n2.url, SubmitURL: n2.url, LogKey: n2.logVKey, Origin: "log2.skyline.example/witness-test", CoordinatorKey: coord2, Submit: &submit})
+	d := newDaemon(t, cfg, "")
+	sizes := map[*network]uint64{}
+	for _, n := range []*network{n1, n2} {
+		n.waitCheckpoint()
+		sizes[n], _ = n.log.Size()
+	}
+	if err := d.Step(ctx); err != nil {
+		t.Fatalf("witness round: %v", err)
+	}
+	for name, n := range map[string]*network{"test": n1, "second": n2} {
+		latest, ok := d.Latest(name)
+		if !ok || latest.Size < sizes[n] {
+			t.Fatalf("log %s: cosigned size %d (known %v), want at least %d", name, latest.Size, ok, sizes[n])
+		}
+		n.waitCheckpoint()
+		size, _ := n.log.Size()
+		var verdicts []*attest.Verdict
+		for i := sizes[n]; i < size; i++ {
+			data, err := n.log.Entry(ctx, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := attest.Parse(data, attest.ParseOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, ok := e.Value.(*attest.Verdict); ok {
+				if err := e.Verify(keys.verdict.Verifier()); err != nil {
+					t.Fatalf("log %s: verdict at %d: %v", name, i, err)
+				}
+				verdicts = append(verdicts, v)
+			}
+		}
+		if len(verdicts) != 1 || verdicts[0].Build != builds[n] || verdicts[0].Verdict != attest.VerdictReproduced {
+			t.Errorf("log %s: verdicts %+v, want one reproduced verdict for %s alone", name, verdicts, builds[n].NVR)
+		}
+	}
+	other := fmt.Appendf(nil, "log3.example\n1\n%s\n", base64.StdEncoding.EncodeToString(make([]byte, 32)))
+	if _, err := d.AddCheckpoint(append([]byte("old 0\n\n"), other...)); !errors.Is(err, ErrUnknownLog) {
+		t.Errorf("add-checkpoint for an origin not followed: %v, want ErrUnknownLog", err)
 	}
 }
