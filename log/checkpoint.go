@@ -106,12 +106,13 @@ func (l *Log) publish() error {
 	if err := l.st.Write(b, true); err != nil {
 		return fmt.Errorf("log: store checkpoint at %d: %w", size, err)
 	}
+	// The metric first: whoever WaitCheckpoint wakes sees it current.
+	l.m.published(size)
 	l.mu.Lock()
 	l.cp = checkpoint{size: size, root: root, note: signed}
 	close(l.cpCh)
 	l.cpCh = make(chan struct{})
 	l.mu.Unlock()
-	l.m.published(size)
 	l.logger.Debug("log: checkpoint published", "size", size)
 	return nil
 }
