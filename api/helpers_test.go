@@ -58,6 +58,7 @@ type envOptions struct {
 	api    Config
 	coord  coord.Config
 	dir    string
+	store  log.Storage    // the log's storage instead of Pebble in dir
 	signer *attest.Signer // log and coordinator key; new when nil
 	admin  *attest.Signer
 }
@@ -96,7 +97,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		t.Fatal(err)
 	}
 	idx := &coord.IndexCache{}
-	lg, err := log.Open(ctx, log.Config{Dir: o.dir, Origin: testOrigin, Signer: ns, Indexer: idx.Index, CheckpointInterval: 10 * time.Millisecond})
+	lg, err := log.Open(ctx, log.Config{Dir: o.dir, Storage: o.store, Origin: testOrigin, Signer: ns, Indexer: idx.Index, CheckpointInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/log"
@@ -161,5 +164,62 @@ func TestDocsListEveryCode(t *testing.T) {
 		if !strings.Contains(string(doc), "`"+code+"`") {
 			t.Errorf("docs/api.md does not document code %q", code)
 		}
+	}
+}
+
+// flipStorage is Pebble with a switch: once armed, every entry it scans
+// comes back with one bit flipped, as a failing disk would return it.
+type flipStorage struct {
+	log.Storage
+	armed atomic.Bool
+}
+
+func (f *flipStorage) Scan(start, end []byte, fn func(key, value []byte) error) error {
+	return f.Storage.Scan(start, end, func(k, v []byte) error {
+		if f.armed.Load() && len(k) > 0 && k[0] == 'e' && len(v) > 0 {
+			v = bytes.Clone(v)
+			v[len(v)/2] ^= 1
+		}
+		return fn(k, v)
+	})
+}
+
+// TestHealthzUnderAlarm checks that a log whose stored entries no longer
+// give the integrated tree stops signing, that /healthz then answers 503
+// unavailable (what a load balancer or monitor watches), and that the
+// served checkpoint stays the last good one.
+func TestHealthzUnderAlarm(t *testing.T) {
+	pebbleStore, err := log.OpenPebble(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &flipStorage{Storage: pebbleStore}
+	e := newEnv(t, envOptions{store: fs})
+	ctx := context.Background()
+	e.enrol(attest.RoleBuilder, "alice")
+	size, _ := e.log.Size()
+	good, err := e.log.WaitCheckpoint(ctx, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := fetch(t, http.MethodGet, e.url+"/healthz"); resp.StatusCode != 200 {
+		t.Fatalf("healthz before the fault: %d %q", resp.StatusCode, body)
+	}
+	fs.armed.Store(true)
+	e.enrol(attest.RoleBuilder, "bob") // grows the tree: the next checkpoint verifies the stored entries
+	grown, _ := e.log.Size()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := e.log.WaitCheckpoint(wctx, grown); !errors.Is(err, log.ErrCorrupt) || !errors.Is(e.log.Alarm(), log.ErrCorrupt) {
+		t.Fatalf("checkpoint after a stored bit flip: %v (alarm %v), want log.ErrCorrupt", err, e.log.Alarm())
+	}
+	resp, body := fetch(t, http.MethodGet, e.url+"/healthz")
+	var eb ErrorBody
+	if err := json.Unmarshal(body, &eb); err != nil || resp.StatusCode != http.StatusServiceUnavailable || eb.Code != "unavailable" {
+		t.Errorf("healthz under alarm: %d %q, want 503 unavailable", resp.StatusCode, body)
+	}
+	resp, body = fetch(t, http.MethodGet, e.url+"/checkpoint")
+	if resp.StatusCode != 200 || !bytes.Equal(body, good) {
+		t.Errorf("checkpoint under alarm: %d\n%s\nwant the last good one\n%s", resp.StatusCode, body, good)
 	}
 }
