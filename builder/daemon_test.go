@@ -609,10 +609,15 @@ func TestJobsRunConcurrentlyOnlyWhenConfigured(t *testing.T) {
 					once.Do(func() { close(both) })
 				}
 				// Hold the build long enough for a second one to start, if
-				// the daemon would start it.
+				// the daemon would start it. With jobs = 2 the second one
+				// must come: wait long, so a loaded machine is no failure.
+				hold := 300 * time.Millisecond
+				if jobs == 2 {
+					hold = 20 * time.Second
+				}
 				select {
 				case <-both:
-				case <-time.After(300 * time.Millisecond):
+				case <-time.After(hold):
 				}
 				return os.WriteFile(filepath.Join(resultDir, "hello-1.0-1.x86_64.rpm"), []byte(resultDir), 0o644)
 			})
