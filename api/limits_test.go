@@ -2,8 +2,10 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -138,5 +140,50 @@ func TestRateLimitsOverHTTP(t *testing.T) {
 	e.clock.Advance(time.Second)
 	if st, code := e.post("/submit", "application/json", first); st != 200 {
 		t.Errorf("resubmission after a second: %d %s", st, code)
+	}
+}
+
+// TestNoReplayAcrossRestart replays a captured signed request to a server
+// started after it was accepted (the nonce cache is empty again, the
+// request still inside the time window): it is refused as stale, and a
+// request signed afresh goes through.
+func TestNoReplayAcrossRestart(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	alice := e.enrol(attest.RoleBuilder, "alice")
+	captured := signReq(t, alice, ActionNotices, EmptyBody{}, e.clock.Now())
+	if st, code := e.post("/notices", "application/json", captured); st != 200 {
+		t.Fatalf("first use: %d %s", st, code)
+	}
+	if st, code := e.post("/notices", "application/json", captured); st != 409 || code != "replayed" {
+		t.Fatalf("replay to the same server: %d %q, want 409 replayed", st, code)
+	}
+
+	// The HTTP server restarts one second later over the same log and
+	// coordinator.
+	e.clock.Advance(time.Second)
+	srv, err := NewServer(Config{Now: e.clock.Now}, e.svc, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	restarted := *e
+	restarted.url = "http://" + ln.Addr().String()
+	if st, code := restarted.post("/notices", "application/json", captured); st != 401 || code != "stale_request" {
+		t.Errorf("replay after a restart: %d %q, want 401 stale_request", st, code)
+	}
+	if st, code := restarted.post("/notices", "application/json", signReq(t, alice, ActionNotices, EmptyBody{}, e.clock.Now())); st != 200 {
+		t.Errorf("a fresh request after the restart: %d %s", st, code)
 	}
 }

@@ -180,6 +180,7 @@ type Server struct {
 	svc     Service
 	log     Log
 	nonces  *nonceCache
+	started time.Time // requests signed earlier are refused: the nonce cache starts empty
 	keyRate *limiter
 	subRate *limiter
 	router  *mux.Router
@@ -199,6 +200,7 @@ func NewServer(cfg Config, svc Service, lg Log) (*Server, error) {
 		svc:     svc,
 		log:     lg,
 		nonces:  newNonceCache(cfg.RequestWindow, 10000, 100000),
+		started: cfg.Now(),
 		keyRate: newLimiter(cfg.KeyRate, cfg.KeyBurst, 100000),
 		subRate: newLimiter(cfg.SubmitRate, cfg.SubmitBurst, 100000),
 	}
@@ -609,6 +611,11 @@ func (s *Server) signed(w http.ResponseWriter, r *http.Request, action string, r
 	now := s.cfg.Now()
 	if d := now.Sub(req.Time).Abs(); d > s.cfg.RequestWindow {
 		return "", fmt.Errorf("api: request time %s is %s from the server's: %w", req.Time.Format(time.RFC3339), d.Round(time.Second), ErrStale)
+	}
+	// The nonces of requests accepted before a restart are gone, so a
+	// request signed before this server started could be a replay.
+	if req.Time.Before(s.started) {
+		return "", fmt.Errorf("api: request time %s is before the server started (%s); sign it again: %w", req.Time.Format(time.RFC3339Nano), s.started.Format(time.RFC3339Nano), ErrStale)
 	}
 	if err := s.keyRate.allow(keyID, now); err != nil {
 		return "", err
