@@ -78,6 +78,8 @@ func runBuilderRun(args []string, stderr io.Writer) int {
 	verbose := fs.Bool("v", false, "log debug messages")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `usage: skyline builder [run] [--config FILE] [--jobs N] [--backend B] [--state-dir D] [-v]
+       skyline builder status [--json]          (see skyline builder status --help)
+       skyline builder enroll-request ...       (see skyline builder enroll-request --help)
 
 Runs the volunteer build daemon: lease a job, download and check its SRPM,
 rebuild it at idle priority, sign an attestation of the RPM digests, submit

@@ -74,4 +74,9 @@ func TestBuilderStatusAndConfigErrors(t *testing.T) {
 	if code := run([]string{"builder", "--config", bad}, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "no_such_key") {
 		t.Errorf("bad config: exit %d, %q; want %d naming the unknown key", code, errb.String(), exitUsage)
 	}
+	// The daemon's help names the other builder subcommands.
+	errb.Reset()
+	if code := run([]string{"builder", "--help"}, &out, &errb); code != exitOK || !strings.Contains(errb.String(), "skyline builder status") || !strings.Contains(errb.String(), "skyline builder enroll-request") {
+		t.Errorf("builder --help: exit %d, %q; want 0 naming status and enroll-request", code, errb.String())
+	}
 }
