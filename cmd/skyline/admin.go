@@ -28,15 +28,15 @@ type adminCommand struct {
 
 // adminCommands are the subcommands of `skyline admin`.
 var adminCommands = map[string]adminCommand{
-	"enroll": {"--server URL --admin-key KEY --pub K.pub --operator O --contact C [--team T] [--role builder|witness|importer|admin]",
+	"enroll": {"--server URL --admin-key KEY --pub K.pub --operator O --contact C [--team T] [--role builder|witness|importer|admin] [--json]",
 		"enrol a key for an operator; the enrolment is a log entry signed by the coordinator", adminEnroll},
-	"revoke": {"--server URL --admin-key KEY --key-id ID --reason R",
+	"revoke": {"--server URL --admin-key KEY --key-id ID --reason R [--json]",
 		"revoke a key; the revocation is a log entry signed by the coordinator", adminRevoke},
 	"jobs": {"--server URL --admin-key KEY [--json]",
 		"list the jobs, their state, live leases and results", adminJobs},
-	"enqueue": {"--server URL --admin-key KEY --nvr N --arch A --srpm-url U --srpm-sha256 S [--wanted 10]",
+	"enqueue": {"--server URL --admin-key KEY --nvr N --arch A --srpm-url U --srpm-sha256 S [--wanted 10] [--json]",
 		"enqueue a rebuild job", adminEnqueue},
-	"import-official": {"--server URL --key IMPORTER.key --nvr N --arch A --srpm-sha256 S [--srpm-url U] RPMDIR",
+	"import-official": {"--server URL --key IMPORTER.key --nvr N --arch A --srpm-sha256 S [--srpm-url U] [--json] RPMDIR",
 		"log the digests of Koji's RPMs of a build, signed by the importer key", adminImportOfficial},
 }
 
@@ -86,6 +86,7 @@ func runAdmin(args []string, stdout, stderr io.Writer) int {
 type adminFlags struct {
 	server, key *string
 	timeout     *time.Duration
+	json        *bool
 }
 
 func addAdminFlags(fs *flag.FlagSet, keyFlag, keyHelp string) adminFlags {
@@ -93,7 +94,19 @@ func addAdminFlags(fs *flag.FlagSet, keyFlag, keyHelp string) adminFlags {
 		server:  fs.String("server", "", "URL of skyline serve (required)"),
 		key:     fs.String(keyFlag, "", keyHelp),
 		timeout: fs.Duration("timeout", time.Minute, "give up after this long"),
+		json:    fs.Bool("json", false, "print the server's answer as JSON instead of a line"),
 	}
+}
+
+// print writes v as indented JSON with --json, else the line.
+func (f adminFlags) print(stdout io.Writer, v any, format string, args ...any) error {
+	if *f.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	_, err := fmt.Fprintf(stdout, format, args...)
+	return err
 }
 
 // call makes the API client of the flags, signing with the key file, and
@@ -150,8 +163,7 @@ func adminEnroll(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "enrolled %s as %s for %s at index %d\n", res.KeyID, *role, *operator, res.Index)
-		return nil
+		return af.print(stdout, res, "enrolled %s as %s for %s at index %d\n", res.KeyID, *role, *operator, res.Index)
 	})
 }
 
@@ -171,14 +183,12 @@ func adminRevoke(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "revoked %s at index %d\n", *keyID, res.Index)
-		return nil
+		return af.print(stdout, res, "revoked %s at index %d\n", *keyID, res.Index)
 	})
 }
 
 func adminJobs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 	af := addAdminFlags(fs, "admin-key", "admin private key file (required)")
-	asJSON := fs.Bool("json", false, "print the jobs as a JSON array")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -191,10 +201,8 @@ func adminJobs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(jobs)
+		if *af.json {
+			return af.print(stdout, jobs, "")
 		}
 		fmt.Fprintf(stdout, "%-32s  %-40s  %-8s  %-6s  %-5s  %s\n", "JOB", "NVR", "ARCH", "STATE", "LIVE", "RESULTS")
 		for _, j := range jobs {
@@ -227,8 +235,7 @@ func adminEnqueue(ctx context.Context, fs *flag.FlagSet, args []string, stdout, 
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "enqueued job %s (%s.%s, %d wanted) at index %d\n", res.Job.JobID, *nvr, *arch, res.Job.Wanted, res.Index)
-		return nil
+		return af.print(stdout, res, "enqueued job %s (%s.%s, %d wanted) at index %d\n", res.Job.JobID, *nvr, *arch, res.Job.Wanted, res.Index)
 	})
 }
 
@@ -253,6 +260,9 @@ func adminImportOfficial(ctx context.Context, fs *flag.FlagSet, args []string, s
 		})
 		if err != nil {
 			return err
+		}
+		if *af.json {
+			return af.print(stdout, r, "")
 		}
 		for _, e := range r.Entries {
 			fmt.Fprintf(stdout, "official %s.%s logged at index %d\n", *nvr, *arch, e.Index)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -128,6 +129,17 @@ func TestAdminCommands(t *testing.T) {
 	code, out, errs = adm("jobs", "--server", server, "--admin-key", admin)
 	if code != exitOK || !strings.Contains(out, "hello-1.0-1") || !strings.Contains(out, "0/3") {
 		t.Fatalf("jobs: %d %s %s", code, out, errs)
+	}
+	// --json prints the server's answer.
+	code, out, errs = adm("enqueue", "--json", "--server", server, "--admin-key", admin, "--nvr", "hello-1.1-1", "--arch", "x86_64", "--srpm-url", "https://koji.example/hello-1.1-1.src.rpm", "--srpm-sha256", strings.Repeat("cd", 32))
+	var enq api.EnqueueResponse
+	if code != exitOK || json.Unmarshal([]byte(out), &enq) != nil || enq.Job.Build.NVR != "hello-1.1-1" || enq.Job.Wanted != 10 || enq.Index == 0 {
+		t.Fatalf("enqueue --json: %d %q %s", code, out, errs)
+	}
+	code, out, errs = adm("jobs", "--json", "--server", server, "--admin-key", admin)
+	var jobs []coord.JobStatus
+	if code != exitOK || json.Unmarshal([]byte(out), &jobs) != nil || len(jobs) != 2 {
+		t.Fatalf("jobs --json: %d %q %s", code, out, errs)
 	}
 	// The builder key is no admin.
 	code, _, errs = adm("jobs", "--server", server, "--admin-key", filepath.Join(dir, "builder.key"))
