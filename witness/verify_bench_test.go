@@ -4,13 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -185,17 +181,18 @@ func BenchmarkVerifyLatency(b *testing.B) {
 // 10 attestations of ~2.3 KB, close, 3 verdicts), in entries/s. The
 // yardstick sub-benchmark is /work/shared/bench/limits
 // BenchmarkDSSEVerifyEd25519Parallel (JSON decode, base64, PAE and Ed25519
-// over a ~2 KB statement on every core), reproduced below so that one run
+// over a ~2 KB statement on every core), reproduced in bench_test.go so that one run
 // gives both; the replay sub-benchmark runs the yardstick's work after
 // each replay too, under the same load, and reports the ratio. Run with
 // -cpu=2.
 func BenchmarkAuditReplay(b *testing.B) {
 	b.Run("yardstick=DSSEVerifyEd25519Parallel", func(b *testing.B) {
-		pub, raw := ydEnvelope(2048)
+		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+		raw := yardstickEnvelope(priv, 2048)
 		b.SetBytes(int64(len(raw)))
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if err := ydVerify(pub, raw); err != nil {
+				if err := yardstickVerify(pub, raw); err != nil {
 					b.Error(err)
 					return
 				}
@@ -207,7 +204,8 @@ func BenchmarkAuditReplay(b *testing.B) {
 		n := newVNet(b, 20)
 		benchJobs(b, n, "pkg", *auditBenchJobs)
 		size := n.size()
-		pub, raw := ydEnvelope(2048)
+		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+		raw := yardstickEnvelope(priv, 2048)
 		var entries, yops uint64
 		var elapsed, yelapsed time.Duration
 		for b.Loop() {
@@ -220,8 +218,8 @@ func BenchmarkAuditReplay(b *testing.B) {
 			entries += size
 			b.StopTimer()
 			start = time.Now()
-			ydParallel(int(size), func() {
-				if err := ydVerify(pub, raw); err != nil {
+			fanOut(int(size), func(int) {
+				if err := yardstickVerify(pub, raw); err != nil {
 					b.Error(err)
 				}
 			})
@@ -235,77 +233,4 @@ func BenchmarkAuditReplay(b *testing.B) {
 		b.ReportMetric(yps, "yardstick-ops/s")
 		b.ReportMetric(eps/yps, "ratio")
 	})
-}
-
-// The yardstick of /work/shared/bench/limits/crypto_test.go
-// (makeEnvelope, verifyEnvelope), reproduced.
-type ydEnv struct {
-	PayloadType string `json:"payloadType"`
-	Payload     string `json:"payload"`
-	Signatures  []struct {
-		KeyID string `json:"keyid"`
-		Sig   string `json:"sig"`
-	} `json:"signatures"`
-}
-
-func ydEnvelope(statementSize int) (ed25519.PublicKey, []byte) {
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	pad := make([]byte, statementSize*3/4)
-	x := uint64(0x9e3779b97f4a7c15)
-	for i := range pad {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		pad[i] = byte(x)
-	}
-	stmt := map[string]any{
-		"_type":         "https://in-toto.io/Statement/v1",
-		"predicateType": "https://slsa.dev/provenance/v1",
-		"subject": []map[string]any{{
-			"name":   "hello-2.12.1-5.fc41.x86_64.rpm",
-			"digest": map[string]string{"sha256": fmt.Sprintf("%x", sha256.Sum256([]byte("rpm")))},
-		}},
-		"predicate": map[string]any{"pad": base64.StdEncoding.EncodeToString(pad)},
-	}
-	body, _ := json.Marshal(stmt)
-	pt := "application/vnd.in-toto+json"
-	sig := ed25519.Sign(priv, attest.PAE(pt, body))
-	out, _ := json.Marshal(map[string]any{"payloadType": pt, "payload": base64.StdEncoding.EncodeToString(body),
-		"signatures": []map[string]string{{"keyid": "rebuilder-1", "sig": base64.StdEncoding.EncodeToString(sig)}}})
-	return pub, out
-}
-
-func ydVerify(pub ed25519.PublicKey, raw []byte) error {
-	var env ydEnv
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return err
-	}
-	body, err := base64.StdEncoding.DecodeString(env.Payload)
-	if err != nil {
-		return err
-	}
-	sig, err := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
-	if err != nil {
-		return err
-	}
-	if !ed25519.Verify(pub, attest.PAE(env.PayloadType, body), sig) {
-		return fmt.Errorf("bad signature")
-	}
-	return nil
-}
-
-// ydParallel runs fn n times on GOMAXPROCS goroutines.
-func ydParallel(n int, fn func()) {
-	var wg sync.WaitGroup
-	p := runtime.GOMAXPROCS(0)
-	for w := range p {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += p {
-				fn()
-			}
-		}()
-	}
-	wg.Wait()
 }
