@@ -111,10 +111,23 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		cancel()
+		lg.Close()
+	})
+	url := serveLoopback(t, srv) // stopped before the cleanup above
+	return &env{t: t, url: url, log: lg, svc: svc, clock: clk, coordKey: o.signer, admin: o.admin, logNote: nv, srv: srv}
+}
+
+// serveLoopback serves srv on a loopback port until the test ends and
+// returns its URL.
+func serveLoopback(t testing.TB, srv *Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
@@ -122,9 +135,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-		lg.Close()
 	})
-	return &env{t: t, url: "http://" + ln.Addr().String(), log: lg, svc: svc, clock: clk, coordKey: o.signer, admin: o.admin, logNote: nv, srv: srv}
+	return "http://" + ln.Addr().String()
 }
 
 func (e *env) client(s *attest.Signer, arches ...string) *Client {

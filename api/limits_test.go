@@ -2,10 +2,8 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -165,21 +163,8 @@ func TestNoReplayAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
 	restarted := *e
-	restarted.url = "http://" + ln.Addr().String()
+	restarted.url = serveLoopback(t, srv)
 	if st, code := restarted.post("/notices", "application/json", captured); st != 401 || code != "stale_request" {
 		t.Errorf("replay after a restart: %d %q, want 401 stale_request", st, code)
 	}
