@@ -212,21 +212,7 @@ func TestCatchUpRefusesForgedEntries(t *testing.T) {
 // so that both see the same machine load; its ratio metric is catch-up
 // entries/s over yardstick envelopes/s. Run with -cpu=2.
 func BenchmarkWitnessCatchUp(b *testing.B) {
-	b.Run("yardstick=DSSEVerifyEd25519Parallel", func(b *testing.B) {
-		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-		raw := yardstickEnvelope(priv, 2048)
-		b.SetBytes(int64(len(raw)))
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if err := yardstickVerify(pub, raw); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
-	})
+	b.Run("yardstick=DSSEVerifyEd25519Parallel", benchYardstick)
 	b.Run("catchup", func(b *testing.B) {
 		jobs := 500
 		if testing.Short() {
@@ -287,6 +273,25 @@ func BenchmarkWitnessCatchUp(b *testing.B) {
 		b.ReportMetric(float64(ycpu.Microseconds())/float64(yops), "yardstick-cpu-µs/op")
 		b.ReportMetric((float64(ycpu)/float64(yops))/(float64(cpu)/float64(entries)), "cpu-ratio")
 	})
+}
+
+// benchYardstick is /work/shared/bench/limits
+// BenchmarkDSSEVerifyEd25519Parallel: a ~2 KB statement's envelope
+// verified on every core.
+func benchYardstick(b *testing.B) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	raw := yardstickEnvelope(priv, 2048)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := yardstickVerify(pub, raw); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 }
 
 // cpuTime is the process's user and system CPU time so far.

@@ -186,20 +186,7 @@ func BenchmarkVerifyLatency(b *testing.B) {
 // each replay too, under the same load, and reports the ratio. Run with
 // -cpu=2.
 func BenchmarkAuditReplay(b *testing.B) {
-	b.Run("yardstick=DSSEVerifyEd25519Parallel", func(b *testing.B) {
-		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-		raw := yardstickEnvelope(priv, 2048)
-		b.SetBytes(int64(len(raw)))
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if err := yardstickVerify(pub, raw); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
-	})
+	b.Run("yardstick=DSSEVerifyEd25519Parallel", benchYardstick)
 	b.Run("replay", func(b *testing.B) {
 		n := newVNet(b, 20)
 		benchJobs(b, n, "pkg", *auditBenchJobs)
