@@ -186,9 +186,19 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("GET /entry/%d: %v", index, err)
 	}
 
-	// The official build, imported from the same RPMs.
+	// The official build, imported from the same RPMs (what
+	// koji.ImportOfficial does: the importer key signs an official
+	// attestation of the RPMs' digests).
 	ic := e.client(imp)
-	if _, err := ImportOfficial(ctx, ic, imp, Official{Build: lease.Build, SRPMURL: lease.SRPMURL, Dir: result}); err != nil {
+	ods, err := rpm.DigestDir(result)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oenvs, err := attest.NewAttestations(attest.Build{ID: lease.Build, SRPMURL: lease.SRPMURL, Backend: "koji", Started: time.Now().UTC(), Finished: time.Now().UTC(), Official: true}, ods, imp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ic.Submit(ctx, oenvs); err != nil {
 		t.Fatalf("import official: %v", err)
 	}
 	lk, err := anon.Lookup(ctx, nvr)

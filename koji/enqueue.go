@@ -55,11 +55,11 @@ type Sink interface {
 	Enqueue(ctx context.Context, b api.EnqueueBody) error
 	// ImportOfficial logs the official build of the RPMs in o.Dir;
 	// re-logging the same build returns the existing entries.
-	ImportOfficial(ctx context.Context, o api.Official) error
+	ImportOfficial(ctx context.Context, o Official) error
 }
 
 // APISink is the Sink of a running `skyline serve`: jobs through the admin
-// API, official builds through api.ImportOfficial (the function `skyline
+// API, official builds through ImportOfficial (the function `skyline
 // admin import-official` calls) signed with the importer key.
 type APISink struct {
 	Admin       *api.Client    // client signing with an admin key
@@ -78,8 +78,8 @@ func (s *APISink) Enqueue(ctx context.Context, b api.EnqueueBody) error {
 }
 
 // ImportOfficial implements Sink.
-func (s *APISink) ImportOfficial(ctx context.Context, o api.Official) error {
-	_, err := api.ImportOfficial(ctx, s.Server, s.ImporterKey, o)
+func (s *APISink) ImportOfficial(ctx context.Context, o Official) error {
+	_, err := ImportOfficial(ctx, s.Server, s.ImporterKey, o)
 	return err
 }
 
@@ -387,7 +387,7 @@ func (im *Importer) importBuild(ctx context.Context, lg *slog.Logger, id int64, 
 		}
 		bid := attest.BuildID{NVR: b.NVR, Arch: j.arch, SRPMSHA256: sum}
 		// The official build first, as Koji built before skyline rebuilds.
-		if err := im.cfg.Sink.ImportOfficial(ctx, api.Official{Build: bid, SRPMURL: srpmURL, Dir: adir, Started: started, Finished: finished}); err != nil {
+		if err := im.cfg.Sink.ImportOfficial(ctx, Official{Build: bid, SRPMURL: srpmURL, Dir: adir, Started: started, Finished: finished}); err != nil {
 			return 0, outcome{}, nil, fmt.Errorf("koji: import %s.%s: official build: %w", b.NVR, j.arch, err)
 		}
 		if err := im.cfg.Sink.Enqueue(ctx, api.EnqueueBody{NVR: b.NVR, Arch: j.arch, SRPMURL: srpmURL, SRPMSHA256: sum, Wanted: im.cfg.Wanted}); err != nil {

@@ -69,7 +69,7 @@ type recordingSink struct {
 }
 
 type recordedOfficial struct {
-	o       api.Official
+	o       koji.Official
 	files   []string     // package names
 	digests []rpm.Digest // as DigestDir computed them
 }
@@ -101,7 +101,7 @@ func (s *recordingSink) Calls() int {
 	return s.calls
 }
 
-func (s *recordingSink) ImportOfficial(ctx context.Context, o api.Official) error {
+func (s *recordingSink) ImportOfficial(ctx context.Context, o koji.Official) error {
 	ds, err := rpm.DigestDir(o.Dir)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/koji"
 )
 
 // adminCommand is one subcommand of `skyline admin`.
@@ -253,7 +254,7 @@ func adminImportOfficial(ctx context.Context, fs *flag.FlagSet, args []string, s
 		return exitUsage
 	}
 	return af.call(ctx, stderr, func(ctx context.Context, c *api.Client, s *attest.Signer) error {
-		r, err := api.ImportOfficial(ctx, c, s, api.Official{
+		r, err := koji.ImportOfficial(ctx, c, s, koji.Official{
 			Build:   attest.BuildID{NVR: *nvr, Arch: *arch, SRPMSHA256: *srpmSHA},
 			SRPMURL: *srpmURL,
 			Dir:     fs.Arg(0),

@@ -1,10 +1,11 @@
-package api
+package koji
 
 import (
 	"context"
 	"fmt"
 	"time"
 
+	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/attest/rpm"
 	"github.com/fedora-skyline/skyline/builder"
@@ -26,10 +27,10 @@ type Official struct {
 // with the importer key s, and submits them through c. The importer key must
 // be enrolled with role importer. `skyline admin import-official` and the
 // Koji listener both call it.
-func ImportOfficial(ctx context.Context, c *Client, s *attest.Signer, o Official) (*builder.Receipt, error) {
+func ImportOfficial(ctx context.Context, c *api.Client, s *attest.Signer, o Official) (*builder.Receipt, error) {
 	digests, err := rpm.DigestDir(o.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("api: import official %s: %w", o.Build.NVR, err)
+		return nil, fmt.Errorf("koji: import official %s: %w", o.Build.NVR, err)
 	}
 	if o.Finished.IsZero() {
 		o.Finished = time.Now()
@@ -46,7 +47,7 @@ func ImportOfficial(ctx context.Context, c *Client, s *attest.Signer, o Official
 		Official: true,
 	}, digests, s)
 	if err != nil {
-		return nil, fmt.Errorf("api: import official %s: %w", o.Build.NVR, err)
+		return nil, fmt.Errorf("koji: import official %s: %w", o.Build.NVR, err)
 	}
 	return c.Submit(ctx, envs)
 }
