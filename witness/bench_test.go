@@ -372,3 +372,91 @@ func yardstickVerify(pub ed25519.PublicKey, raw []byte) error {
 	}
 	return nil
 }
+
+// TestCatchUpSnapshotIsMarshal checks that the snapshot saved after a
+// catch-up, joined by hand, is the bytes json.Marshal makes of it.
+func TestCatchUpSnapshotIsMarshal(t *testing.T) {
+	s := newSynthetic(t, 4, 3, 3, 1)
+	d := s.witnessFor(t, t.TempDir())
+	lf := d.logs[0]
+	if err := d.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.store.LoadFold(lf.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap snapshot
+	if snap.Fold, err = lf.fold.MarshalJSON(); err != nil {
+		t.Fatal(err)
+	}
+	if snap.Reputation, err = lf.rep.MarshalJSON(); err != nil {
+		t.Fatal(err)
+	}
+	if snap.Breaker, err = lf.brk.MarshalJSON(); err != nil {
+		t.Fatal(err)
+	}
+	snap.Aux = lf.aux
+	want, err := json.Marshal(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("saved snapshot differs from json.Marshal's (%d and %d bytes)", len(got), len(want))
+	}
+}
+
+// TestCatchUpRefusedEnrolmentThenEnrolment: a key's first enrolment has a
+// broken signature, its second is sound; the key's attestation after both
+// is folded whatever the batches (the keyring's first guess, the refused
+// enrolment, is checked against the fold's).
+func TestCatchUpRefusedEnrolmentThenEnrolment(t *testing.T) {
+	for _, batch := range []int{1, 2, 100} {
+		s := newSynthetic(t, 2, 1, 2, 0)
+		late := newSigner(t)
+		t0 := time.Date(2026, 11, 29, 13, 0, 0, 0, time.UTC)
+		en := &attest.Enrolment{KeyID: late.KeyID(), PublicKey: string(late.PublicPEM()), Role: attest.RoleBuilder, Operator: "late", Contact: "l@example.org", Since: t0}
+		good := s.sign(t, s.coord, attest.PayloadEnrolment, en)
+		var env map[string]any
+		if err := json.Unmarshal(good, &env); err != nil {
+			t.Fatal(err)
+		}
+		sigs := env["signatures"].([]any)
+		sig, _ := base64.StdEncoding.DecodeString(sigs[0].(map[string]any)["sig"].(string))
+		sig[5] ^= 1
+		sigs[0].(map[string]any)["sig"] = base64.StdEncoding.EncodeToString(sig)
+		broken, _ := json.Marshal(env)
+		s.add(t, broken)
+		first := s.entries
+		s.add(t, good)
+		b := attest.BuildID{NVR: "late-1-1", Arch: "x86_64", SRPMSHA256: hexSum("late")}
+		s.add(t, s.sign(t, s.coord, attest.PayloadJob, &attest.Job{JobID: "late", Build: b, Wanted: 1, Enqueued: t0}))
+		l := attest.Lease{LeaseID: "late-l", JobID: "late", Build: b, KeyID: late.KeyID(), Operator: "late", Issued: t0, Expires: t0.Add(time.Hour)}
+		s.add(t, s.sign(t, s.coord, attest.PayloadLease, &l))
+		envs, err := attest.NewSubjectAttestations(attest.Build{ID: b, Backend: "rpmbuild", Chroot: "fedora-41-x86_64", LeaseID: l.LeaseID, Started: t0, Finished: t0.Add(time.Minute)},
+			[]attest.Subject{{Name: "late-1-1.x86_64.rpm", SHA256: hexSum("f"), Skyline: hexSum("s")}}, late)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range envs {
+			s.add(t, e)
+		}
+		if _, err := s.log.WaitCheckpoint(context.Background(), s.entries); err != nil {
+			t.Fatal(err)
+		}
+		d := s.witnessFor(t, t.TempDir())
+		d.cfg.BatchSize = batch
+		lf := d.logs[0]
+		if err := d.Step(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		k, ok := lf.fold.st.Keys[late.KeyID()]
+		if !ok || k.Index != first {
+			t.Fatalf("batch %d: key enrolled %v at %v, want at %d", batch, ok, k, first)
+		}
+		rec, _ := lf.fold.Record(b)
+		if len(rec.Results) != 1 {
+			t.Fatalf("batch %d: %d results folded, want 1", batch, len(rec.Results))
+		}
+	}
+}

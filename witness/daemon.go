@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/log"
 )
 
 // Submitter sends a signed entry (a verdict or an alarm) to a log's write
@@ -291,22 +292,40 @@ func (lf *logFollower) load() error {
 
 // save persists the fold, reputation, breaker and outbox. Callers hold mu.
 func (lf *logFollower) save() error {
-	var s snapshot
-	var err error
-	if s.Fold, err = lf.fold.MarshalJSON(); err != nil {
+	return lf.saveFold(lf.fold.MarshalJSON())
+}
+
+// saveFold is save with the fold's JSON (or the error making it) made
+// already. Callers hold mu.
+func (lf *logFollower) saveFold(foldJSON []byte, err error) error {
+	if err != nil {
 		return err
 	}
-	if s.Reputation, err = lf.rep.MarshalJSON(); err != nil {
+	rep, err := lf.rep.MarshalJSON()
+	if err != nil {
 		return err
 	}
-	if s.Breaker, err = lf.brk.MarshalJSON(); err != nil {
+	brk, err := lf.brk.MarshalJSON()
+	if err != nil {
 		return err
 	}
-	s.Aux = lf.aux
-	data, err := json.Marshal(s)
+	aux, err := json.Marshal(lf.aux)
 	if err != nil {
 		return fmt.Errorf("witness: log %s: snapshot: %w", lf.name, err)
 	}
+	// A snapshot's JSON, joined by hand: json.Marshal of the struct would
+	// validate and copy the megabytes of fold state again, for the same
+	// bytes.
+	data := make([]byte, 0, len(foldJSON)+len(rep)+len(brk)+len(aux)+64)
+	data = append(data, `{"fold":`...)
+	data = append(data, foldJSON...)
+	data = append(data, `,"reputation":`...)
+	data = append(data, rep...)
+	data = append(data, `,"breaker":`...)
+	data = append(data, brk...)
+	data = append(data, `,"aux":`...)
+	data = append(data, aux...)
+	data = append(data, '}')
 	return lf.d.store.SaveFold(lf.name, data)
 }
 
@@ -362,29 +381,44 @@ type fetched struct {
 	err     error
 }
 
+// prepared is one batch of entries parsed and signature-checked.
+type prepared struct {
+	start uint64
+	items []item
+	err   error
+}
+
 // CatchUp reads, verifies and folds every entry of the latest cosigned
-// checkpoint not folded yet, then persists the state. Entry bundles are
-// fetched up to four batches ahead of the verification.
+// checkpoint not folded yet, then persists the state. It is a pipeline:
+// entry bundles are fetched up to four batches ahead; each batch is parsed
+// and its signatures verified on every core while the batch before it is
+// folded, in log order.
 func (lf *logFollower) CatchUp(ctx context.Context) error {
 	lf.catchUp.Lock()
 	defer lf.catchUp.Unlock()
 	cp := lf.w.Latest()
 	lf.mu.Lock()
 	start := lf.fold.Next()
+	ring := lf.fold.keyring() // the fold changes only under catchUp, held here
 	lf.mu.Unlock()
 	if start >= cp.Size {
 		return nil
 	}
-	// The fetcher is cancelled, then waited for, whenever CatchUp returns.
-	var fetcher sync.WaitGroup
-	defer fetcher.Wait()
+	// The stages are cancelled, then waited for, whenever CatchUp returns.
+	var stages sync.WaitGroup
+	defer stages.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan fetched, 4)
-	fetcher.Go(func() {
+	stages.Go(func() {
 		defer close(batches)
 		for s := start; s < cp.Size; {
 			end := min(cp.Size, s+uint64(lf.d.cfg.BatchSize))
+			if s == start {
+				// The first batch ends with its first entry bundle, so
+				// that verification starts after one fetch, not several.
+				end = min(end, (s/log.TileWidth+1)*log.TileWidth)
+			}
 			b := fetched{start: s, entries: make([][]byte, 0, end-s)}
 			b.err = lf.w.follower.EntriesAt(ctx, cp, s, end, func(_ uint64, e []byte) error {
 				b.entries = append(b.entries, bytes.Clone(e))
@@ -401,26 +435,51 @@ func (lf *logFollower) CatchUp(ctx context.Context) error {
 			s = end
 		}
 	})
+	ready := make(chan prepared, 1)
+	stages.Go(func() {
+		defer close(ready)
+		for b := range batches {
+			p := prepared{start: b.start, err: b.err}
+			if b.err == nil {
+				p.items = prepare(ring, b.start, b.entries)
+			}
+			select {
+			case ready <- p:
+			case <-ctx.Done():
+				return
+			}
+			if b.err != nil {
+				return
+			}
+		}
+	})
 	var ferr error
-	for b := range batches {
-		if b.err != nil {
-			ferr = b.err
+	for p := range ready {
+		if p.err != nil {
+			ferr = p.err
 			break
 		}
 		lf.mu.Lock()
-		lf.process(b.start, b.entries)
+		lf.apply(p.start, p.items)
 		lf.mu.Unlock()
 	}
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
+	// The fold's JSON, most of the snapshot, is made while the verdicts
+	// are signed: both only read the fold.
+	var foldJSON []byte
+	var merr error
+	var marshal sync.WaitGroup
+	marshal.Go(func() { foldJSON, merr = lf.fold.MarshalJSON() })
 	lf.signPending(lf.fold.Next())
-	if err := lf.save(); err != nil {
+	marshal.Wait()
+	if err := lf.saveFold(foldJSON, merr); err != nil {
 		return errors.Join(ferr, err)
 	}
 	return ferr
 }
 
-// item is one entry on its way through process.
+// item is one entry on its way through the catch-up.
 type item struct {
 	e   *attest.Entry
 	ver *attest.Verifier
@@ -428,59 +487,52 @@ type item struct {
 	err error
 }
 
-// process verifies and folds the entries at start..: parse and verify in
-// parallel, fold in order. Callers hold mu.
-func (lf *logFollower) process(start uint64, raws [][]byte) {
+// prepare parses the entries at start.. and verifies each one's signature
+// with the key ring names, in parallel. Which key must have signed an
+// entry depends on the enrolments before it, including those of batches
+// not folded yet: ring holds them tentatively, and apply checks its answer
+// against the fold's.
+func prepare(ring *Fold, start uint64, raws [][]byte) []item {
 	items := make([]item, len(raws))
-	// Parse, and verify at once the entries whose key the fold already
-	// holds (the coordinator's, and keys enrolled in earlier batches):
-	// nothing is folded meanwhile, so the fold is only read.
-	done := make([]bool, len(raws))
 	fanOut(len(raws), func(i int) {
-		it := &items[i]
-		if it.e, it.err = attest.Parse(raws[i], attest.ParseOptions{}); it.err != nil {
-			done[i] = true
-			return
-		}
-		var ok bool
-		if it.ver, it.src, ok = lf.fold.cachedSigner(it.e); ok {
-			it.err, done[i] = it.e.Verify(it.ver), true
-		}
+		items[i].e, items[i].err = attest.Parse(raws[i], attest.ParseOptions{})
 	})
-	// Which key must have signed each other entry depends on the
-	// enrolments before it, including those earlier in this batch: they
-	// are looked up tentatively and confirmed when folded.
-	tentative := map[string]*foldKey{}
-	view := func(id string) (*foldKey, bool) { k, ok := tentative[id]; return k, ok }
-	var later []int
 	for i := range items {
 		it := &items[i]
-		if it.e == nil {
+		if it.err != nil {
 			continue
 		}
-		if !done[i] {
-			if it.ver, it.src, it.err = lf.fold.Signer(it.e, view); it.err == nil {
-				later = append(later, i)
-			}
+		if it.ver, it.src, it.err = ring.Signer(it.e, nil); it.err != nil {
+			continue
 		}
-		if en, ok := it.e.Value.(*attest.Enrolment); ok && it.err == nil {
-			if _, dup := tentative[en.KeyID]; !dup {
-				tentative[en.KeyID] = &foldKey{Enrolment: *en, Index: start + uint64(i)}
-			}
+		if en, ok := it.e.Value.(*attest.Enrolment); ok {
+			ring.enrol(start+uint64(i), en)
 		}
 	}
-	fanOut(len(later), func(j int) {
-		it := &items[later[j]]
-		it.err = it.e.Verify(it.ver)
+	fanOut(len(items), func(i int) {
+		if it := &items[i]; it.ver != nil {
+			it.err = it.e.Verify(it.ver)
+		}
 	})
+	return items
+}
+
+// apply folds the prepared entries at start.., in order. Callers hold mu.
+func (lf *logFollower) apply(start uint64, items []item) {
 	for i := range items {
 		index := start + uint64(i)
 		it := &items[i]
-		if it.err == nil && it.src >= int64(start) {
-			// The key came from an enrolment of this batch: it counts only
-			// if that enrolment was folded.
-			if k, ok := lf.fold.st.Keys[it.e.KeyID]; !ok || k.Index != uint64(it.src) {
-				it.err = fmt.Errorf("witness: entry %d: key %s's enrolment at %d was refused: %w", index, it.e.KeyID, it.src, ErrSigner)
+		if it.e != nil {
+			// The fold, as it stands at index, says who must have signed:
+			// the signature was checked ahead with that key unless the
+			// keyring's enrolment of it was refused (then it is checked
+			// again now).
+			ver, src, err := lf.fold.Signer(it.e, nil)
+			switch {
+			case err != nil:
+				it.err = err
+			case it.ver == nil || src != it.src:
+				it.err = it.e.Verify(ver)
 			}
 		}
 		if it.err != nil {
@@ -610,6 +662,13 @@ func (lf *logFollower) signPending(treeSize uint64) {
 	lf.alarms = nil
 	toSign := lf.toSign
 	lf.toSign, lf.queued = nil, nil
+	type signing struct {
+		b   attest.BuildID
+		v   attest.Verdict
+		env []byte
+		err error
+	}
+	var verdicts []signing
 	for _, b := range toSign {
 		o, _, ok := lf.outcome(b)
 		if !ok {
@@ -623,13 +682,22 @@ func (lf *logFollower) signPending(treeSize uint64) {
 			continue
 		}
 		v := g.Payload(treeSize)
-		sum := verdictSum(&v)
-		if lf.aux.Signed[k] == sum {
+		if lf.aux.Signed[k] == verdictSum(&v) {
 			continue
 		}
-		if lf.enqueue("verdict", attest.PayloadVerdict, &v) {
-			lf.aux.Signed[k] = sum
-			lf.d.logger.Info("witness: verdict", "log", lf.name, "nvr", b.NVR, "arch", b.Arch, "verdict", v.Verdict, "tree_size", treeSize)
+		verdicts = append(verdicts, signing{b: b, v: v})
+	}
+	// A catch-up decides many builds at once: their verdicts are signed on
+	// every core (toSign holds each build once, so no signature depends on
+	// another), then put in the outbox in order.
+	fanOut(len(verdicts), func(i int) {
+		s := &verdicts[i]
+		s.env, s.err = attest.Sign(lf.d.verdicts, attest.PayloadVerdict, &s.v)
+	})
+	for _, s := range verdicts {
+		if lf.enqueueSigned("verdict", s.env, s.err) {
+			lf.aux.Signed[buildKey(s.b)] = verdictSum(&s.v)
+			lf.d.logger.Info("witness: verdict", "log", lf.name, "nvr", s.b.NVR, "arch", s.b.Arch, "verdict", s.v.Verdict, "tree_size", treeSize)
 		}
 	}
 }
@@ -637,6 +705,12 @@ func (lf *logFollower) signPending(treeSize uint64) {
 // enqueue signs payload with the verdict key and puts it in the outbox.
 func (lf *logFollower) enqueue(kind, payloadType string, payload any) bool {
 	env, err := attest.Sign(lf.d.verdicts, payloadType, payload)
+	return lf.enqueueSigned(kind, env, err)
+}
+
+// enqueueSigned puts an envelope signed with the verdict key (or the error
+// signing it) in the outbox.
+func (lf *logFollower) enqueueSigned(kind string, env []byte, err error) bool {
 	if err != nil {
 		lf.d.logger.Error("witness: sign", "log", lf.name, "kind", kind, "err", err)
 		return false

@@ -172,24 +172,26 @@ func (f *Fold) Signer(e *attest.Entry, tentative keyView) (*attest.Verifier, int
 	return v, int64(k.Index), nil
 }
 
-// cachedSigner is Signer for an entry whose signing key the fold already
-// holds and has parsed, without changing the fold, so that it may run
-// concurrently while nothing is folded. ok is false when it cannot tell
-// (the caller then asks Signer).
-func (f *Fold) cachedSigner(e *attest.Entry) (v *attest.Verifier, src int64, ok bool) {
-	role := roleFor(e)
-	if coordinatorKind(e.PayloadType) || (role == attest.RoleAdmin && e.KeyID == f.coordinator.KeyID()) {
-		v, src, err := f.Signer(e, nil)
-		return v, src, err == nil
+// keyring returns a Fold holding a copy of f's keys and nothing else, to
+// name the signers of entries read ahead of f (Signer) while f folds the
+// entries before them; enrol adds their enrolments as they are read, before
+// f has decided whether they count, so f's own Signer has the last word.
+func (f *Fold) keyring() *Fold {
+	r := NewFold(f.coordinator)
+	for id, k := range f.st.Keys {
+		c := *k
+		r.st.Keys[id] = &c
 	}
-	k, found := f.st.Keys[e.KeyID]
-	if !found || k.Enrolment.Role != role || (role != attest.RoleBuilder && k.Revoked) {
-		return nil, 0, false
+	r.verifiers = maps.Clone(f.verifiers)
+	return r
+}
+
+// enrol adds, tentatively, the enrolment logged at index to a keyring,
+// unless its key is known (a second enrolment of a key is refused).
+func (f *Fold) enrol(index uint64, en *attest.Enrolment) {
+	if _, ok := f.st.Keys[en.KeyID]; !ok {
+		f.st.Keys[en.KeyID] = &foldKey{Enrolment: *en, Index: index}
 	}
-	if v = f.verifiers[e.KeyID]; v == nil {
-		return nil, 0, false
-	}
-	return v, int64(k.Index), true
 }
 
 func (f *Fold) verifier(k *foldKey) (*attest.Verifier, error) {
