@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -40,6 +41,7 @@ type schema struct {
 }
 
 type field struct {
+	name  string // the JSON name, the key in schema.fields
 	index int
 	sc    *schema
 }
@@ -90,7 +92,7 @@ func buildSchema(t reflect.Type) *schema {
 			if name == "" {
 				name = f.Name
 			}
-			s.fields[name] = field{index: i, sc: buildSchema(f.Type)}
+			s.fields[name] = field{name: name, index: i, sc: buildSchema(f.Type)}
 			s.names = append(s.names, name)
 		}
 	case t.Kind() == reflect.Slice:
@@ -305,43 +307,52 @@ func (s *jscan) object(sc *schema, v reflect.Value, depth int, path string) erro
 		s.pos++
 		return nil
 	}
-	var seen []string
+	// Keys stay views of the input (or of their unescaped copy): a struct
+	// field's key is only looked up, so it need not become a string.
+	var seenBuf [16][]byte
+	seen := seenBuf[:0]
 	for {
 		s.ws()
 		if s.pos >= len(s.data) || s.data[s.pos] != '"' {
 			return s.errorf("want object key")
 		}
-		key, err := s.str()
+		kb, err := s.strBytes()
 		if err != nil {
 			return err
 		}
 		for _, k := range seen {
-			if k == key {
-				return fmt.Errorf("%w: %s.%q", ErrDuplicateKey, path, key)
+			if bytes.Equal(k, kb) {
+				return fmt.Errorf("%w: %s.%q", ErrDuplicateKey, path, kb)
 			}
 		}
-		seen = append(seen, key)
+		seen = append(seen, kb)
 		var child *schema
 		var cv, mapElem reflect.Value
-		if sc != nil {
-			if sc.kind == kindMap {
-				child = sc.elem
-				if v.IsValid() {
-					mapElem = reflect.New(v.Type().Elem()).Elem()
-					cv = mapElem
-				}
-			} else if f, ok := sc.fields[key]; ok {
-				child = f.sc
-				if v.IsValid() {
-					cv = v.Field(f.index)
-				}
-			} else {
+		var key string
+		if sc != nil && sc.kind == kindObject {
+			f, ok := sc.fields[string(kb)]
+			if !ok {
+				key = string(kb)
 				for _, n := range sc.names {
 					if strings.EqualFold(n, key) {
 						return fmt.Errorf("%w: %s.%q for %q", ErrCaseFoldedKey, path, key, n)
 					}
 				}
 				return fmt.Errorf("%w: %s.%q", ErrUnknownField, path, key)
+			}
+			key = f.name
+			child = f.sc
+			if v.IsValid() {
+				cv = v.Field(f.index)
+			}
+		} else {
+			key = string(kb)
+			if sc != nil {
+				child = sc.elem
+				if v.IsValid() {
+					mapElem = reflect.New(v.Type().Elem()).Elem()
+					cv = mapElem
+				}
 			}
 		}
 		s.ws()
@@ -373,6 +384,13 @@ func (s *jscan) object(sc *schema, v reflect.Value, depth int, path string) erro
 
 // str scans a string at s.pos and returns its decoded value.
 func (s *jscan) str() (string, error) {
+	b, err := s.strBytes()
+	return string(b), err
+}
+
+// strBytes scans a string at s.pos and returns its decoded value: a view
+// of s.data when the string has no escapes, else a fresh copy.
+func (s *jscan) strBytes() ([]byte, error) {
 	start := s.pos
 	s.pos++
 	escaped := false
@@ -383,41 +401,41 @@ func (s *jscan) str() (string, error) {
 			s.pos++
 			raw := s.data[start:s.pos]
 			if !escaped {
-				return string(raw[1 : len(raw)-1]), nil
+				return raw[1 : len(raw)-1], nil
 			}
 			var out string
 			if err := json.Unmarshal(raw, &out); err != nil {
-				return "", s.errorf("bad string: %v", err)
+				return nil, s.errorf("bad string: %v", err)
 			}
-			return out, nil
+			return []byte(out), nil
 		case c < 0x20:
-			return "", s.errorf("control character in string")
+			return nil, s.errorf("control character in string")
 		case c == '\\':
 			escaped = true
 			if s.pos+1 >= len(s.data) {
-				return "", s.errorf("unterminated escape")
+				return nil, s.errorf("unterminated escape")
 			}
 			switch s.data[s.pos+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				s.pos += 2
 			case 'u':
 				if s.pos+6 > len(s.data) {
-					return "", s.errorf("short \\u escape")
+					return nil, s.errorf("short \\u escape")
 				}
 				for _, h := range s.data[s.pos+2 : s.pos+6] {
 					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
-						return "", s.errorf("bad \\u escape")
+						return nil, s.errorf("bad \\u escape")
 					}
 				}
 				s.pos += 6
 			default:
-				return "", s.errorf("bad escape")
+				return nil, s.errorf("bad escape")
 			}
 		default:
 			s.pos++
 		}
 	}
-	return "", s.errorf("unterminated string")
+	return nil, s.errorf("unterminated string")
 }
 
 // number scans an RFC 8259 number.

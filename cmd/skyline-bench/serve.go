@@ -30,6 +30,7 @@ type serveFlags struct {
 	rate               float64
 	dir, cpuProfile    string
 	mutexProfile       string
+	memProfile         string
 	cpInterval         time.Duration
 	wait, keep         bool
 }
@@ -59,6 +60,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.wait, "wait", false, "submit with ?wait=1 (latency includes the checkpoint and proof)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the log directory")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the submission phase to this file")
+	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile of the submission phase to this file")
 	fs.StringVar(&f.mutexProfile, "mutexprofile", "", "write mutex and block profiles of the submission phase to this file name + .mutex and .block")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -209,6 +211,17 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 		if err := pprof.StartCPUProfile(pf); err != nil {
 			return "", err
 		}
+	}
+	if f.memProfile != "" {
+		// Only the submission phase's allocations: the profile is a diff
+		// against this base.
+		runtime.MemProfileRate = 4096
+		defer func() {
+			if pf, err := os.Create(f.memProfile); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(pf, 0)
+				pf.Close()
+			}
+		}()
 	}
 	if f.mutexProfile != "" {
 		runtime.SetMutexProfileFraction(1)
