@@ -41,13 +41,20 @@ func TestIndexCacheMatchesIndexer(t *testing.T) {
 	if err != nil || !bytes.Equal(dedup, wantDedup) || !reflect.DeepEqual(keys, wantKeys) {
 		t.Fatalf("primed Index: %x %+v %v", dedup, keys, err)
 	}
-	if _, ok := x.primed.Load(sha256.Sum256(env)); ok {
+	if _, ok := x.primed.Load(x.hash(env)); ok {
 		t.Fatal("primed entry not consumed")
 	}
 	forget()
 	x.prime(env, e)()
-	if _, ok := x.primed.Load(sha256.Sum256(env)); ok {
+	if _, ok := x.primed.Load(x.hash(env)); ok {
 		t.Fatal("forget left the entry")
+	}
+	// A hash collision (simulated: another entry's index stored under
+	// env's hash) is never answered: the cache parses env instead.
+	x.primed.Store(x.hash(env), &primedIndex{entry: []byte("other"), dedup: []byte("wrong")})
+	dedup, keys, err = x.Index(env)
+	if err != nil || !bytes.Equal(dedup, wantDedup) || !reflect.DeepEqual(keys, wantKeys) {
+		t.Fatalf("Index on a collision: %x %+v %v", dedup, keys, err)
 	}
 	// Unprimed: the cache parses, and refuses what Indexer refuses.
 	if _, _, err := x.Index([]byte("{}")); err == nil {
