@@ -48,7 +48,7 @@ type ClientConfig struct {
 // Client talks to `skyline serve`. It implements builder.Coordinator.
 type Client struct {
 	cfg  ClientConfig
-	base *url.URL
+	root string // the server's base URL, the prefix of every request's URL
 }
 
 var _ builder.Coordinator = (*Client)(nil)
@@ -71,7 +71,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Client{cfg: cfg, base: u}, nil
+	return &Client{cfg: cfg, root: u.String()}, nil
 }
 
 // do sends a request and returns the body of a 200 answer, or the
@@ -81,7 +81,7 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.root+path, rd)
 	if err != nil {
 		return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
