@@ -2,12 +2,10 @@ package attest
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"sync"
 )
 
 // envelope is a DSSE envelope (DSSE v1.0 "Envelope" JSON).
@@ -38,10 +36,7 @@ type Signature struct {
 // go-securesystemslib, so that the tests can check our envelopes with that
 // independent implementation.
 func PAE(payloadType string, payload []byte) []byte {
-	return appendPAE(make([]byte, 0, 32+len(payloadType)+len(payload)), payloadType, payload)
-}
-
-func appendPAE(b []byte, payloadType string, payload []byte) []byte {
+	b := make([]byte, 0, 32+len(payloadType)+len(payload))
 	b = append(b, "DSSEv1 "...)
 	b = strconv.AppendInt(b, int64(len(payloadType)), 10)
 	b = append(b, ' ')
@@ -73,30 +68,8 @@ func (s *Signer) SignEnvelope(payloadType string, payload []byte) ([]byte, error
 
 // verifySig checks a DSSE signature over payload with v.
 func (v *Verifier) verifySig(payloadType string, payload, sig []byte) error {
-	if pub, ok := v.pub.(ed25519.PublicKey); ok {
-		// The check sigstore's ED25519Verifier makes (pure Ed25519 over
-		// the PAE), without its two io.ReadAll copies; the PAE goes in a
-		// pooled buffer since ed25519.Verify keeps no reference to it.
-		bp := paePool.Get().(*[]byte)
-		msg := appendPAE((*bp)[:0], payloadType, payload)
-		ok := ed25519.Verify(pub, msg, sig)
-		if cap(msg) <= maxPooledPAE {
-			*bp = msg
-			paePool.Put(bp)
-		}
-		if !ok {
-			return fmt.Errorf("attest: key %s: %w", v.keyID, ErrSignature)
-		}
-		return nil
-	}
 	if err := v.verifier.VerifySignature(bytes.NewReader(sig), bytes.NewReader(PAE(payloadType, payload))); err != nil {
 		return fmt.Errorf("attest: key %s: %w", v.keyID, ErrSignature)
 	}
 	return nil
 }
-
-// maxPooledPAE bounds the buffers paePool keeps, so one large envelope
-// does not pin its size for good.
-const maxPooledPAE = 64 << 10
-
-var paePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
