@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,7 @@ type serveFlags struct {
 	maxParallel        int
 	rate               float64
 	dir, cpuProfile    string
+	client             string
 	mutexProfile       string
 	memProfile         string
 	cpInterval         time.Duration
@@ -59,6 +61,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.cpInterval, "checkpoint-interval", time.Second, "log checkpoint interval")
 	fs.BoolVar(&f.wait, "wait", false, "submit with ?wait=1 (latency includes the checkpoint and proof)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the log directory")
+	fs.StringVar(&f.client, "client", "raw", "load generator: raw (a lean HTTP/1.1 client, like wrk) or go (api.Client on net/http)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the submission phase to this file")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile of the submission phase to this file")
 	fs.StringVar(&f.mutexProfile, "mutexprofile", "", "write mutex and block profiles of the submission phase to this file name + .mutex and .block")
@@ -68,8 +71,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		return 4
 	}
-	if f.n <= 0 || f.conc <= 0 || f.operators < 10 || f.rate < 0 {
-		fmt.Fprintln(stderr, "skyline-bench serve: need -n > 0, -c > 0, -operators >= 10, -rate >= 0")
+	if f.n <= 0 || f.conc <= 0 || f.operators < 10 || f.rate < 0 || (f.client != "raw" && f.client != "go") {
+		fmt.Fprintln(stderr, "skyline-bench serve: need -n > 0, -c > 0, -operators >= 10, -rate >= 0, -client raw or go")
 		return 4
 	}
 	line, err := benchServe(f, stderr)
@@ -195,13 +198,20 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 		envs = envs[:f.n]
 	}
 	startSize, _ := lg.Size()
-
-	clients := make([]*api.Client, f.conc)
-	for i := range clients {
-		if clients[i], err = api.NewClient(api.ClientConfig{URL: url, HTTP: httpc}); err != nil {
-			return "", err
-		}
+	envBytes := 0
+	for _, e := range envs {
+		envBytes += len(e)
 	}
+
+	submitters, err := newSubmitters(f, ln.Addr().String(), httpc, envs)
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		for _, c := range submitters {
+			c.close()
+		}
+	}()
 	if f.cpuProfile != "" {
 		pf, err := os.Create(f.cpuProfile)
 		if err != nil {
@@ -238,8 +248,8 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 	lat := make([]time.Duration, len(envs))
 	var failures atomic.Int64
 	var firstErr atomic.Value
-	submit := func(c *api.Client, i int, from time.Time) {
-		if _, err := c.SubmitOne(ctx, envs[i], f.wait); err != nil {
+	submit := func(c submitter, i int, from time.Time) {
+		if err := c.submit(ctx, i); err != nil {
 			failures.Add(1)
 			firstErr.CompareAndSwap(nil, err.Error())
 		}
@@ -249,7 +259,7 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 	start := time.Now()
 	if f.rate == 0 {
 		var next atomic.Int64
-		for _, c := range clients {
+		for _, c := range submitters {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -263,8 +273,8 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 			}()
 		}
 	} else {
-		sem := make(chan *api.Client, len(clients))
-		for _, c := range clients {
+		sem := make(chan submitter, len(submitters))
+		for _, c := range submitters {
 			sem <- c
 		}
 		interval := time.Duration(float64(time.Second) / f.rate)
@@ -299,9 +309,9 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 	if f.rate > 0 {
 		mode = fmt.Sprintf("rate%.0f", f.rate)
 	}
-	return fmt.Sprintf("subs_per_s=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f failures=%d cpu_s_per_1k=%.3f n=%d c=%d mode=%s wait=%t operators=%d cp_interval=%s dedup=true sigcheck=true",
+	return fmt.Sprintf("subs_per_s=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f failures=%d cpu_s_per_1k=%.3f n=%d c=%d mode=%s wait=%t operators=%d cp_interval=%s client=%s env_bytes=%d dedup=true sigcheck=true",
 		float64(len(envs))/elapsed.Seconds(), pct(lat, 0.50), pct(lat, 0.99), pct(lat, 1), failures.Load(), cpu/float64(len(envs))*1000,
-		len(envs), f.conc, mode, f.wait, f.operators, f.cpInterval), nil
+		len(envs), f.conc, mode, f.wait, f.operators, f.cpInterval, f.client, envBytes/len(envs)), nil
 }
 
 // benchSubjects makes n made-up binary RPM subjects of a build.
@@ -316,3 +326,78 @@ func benchSubjects(nvr string, n int) []attest.Subject {
 	}
 	return out
 }
+
+// submitter submits the i-th prepared envelope and checks the answer: a
+// new entry (every envelope is submitted once).
+type submitter interface {
+	submit(ctx context.Context, i int) error
+	close()
+}
+
+// newSubmitters makes f.conc load-generator clients of the server at addr.
+func newSubmitters(f serveFlags, addr string, httpc *http.Client, envs [][]byte) ([]submitter, error) {
+	out := make([]submitter, f.conc)
+	path := "/submit"
+	if f.wait {
+		path += "?wait=1"
+	}
+	if f.client == "go" {
+		for i := range out {
+			c, err := api.NewClient(api.ClientConfig{URL: "http://" + addr, HTTP: httpc})
+			if err != nil {
+				return nil, err
+			}
+			out[i] = goSubmitter{c, envs, f.wait}
+		}
+		return out, nil
+	}
+	reqs := make([][]byte, len(envs))
+	for i, env := range envs {
+		reqs[i] = rawRequest(addr, path, env)
+	}
+	for i := range out {
+		out[i] = &rawSubmitter{newRawConn(addr), reqs}
+	}
+	return out, nil
+}
+
+type goSubmitter struct {
+	c    *api.Client
+	envs [][]byte
+	wait bool
+}
+
+func (s goSubmitter) submit(ctx context.Context, i int) error {
+	res, err := s.c.SubmitOne(ctx, s.envs[i], s.wait)
+	if err == nil && res.Duplicate {
+		err = fmt.Errorf("submission %d answered as a duplicate", i)
+	}
+	return err
+}
+
+func (s goSubmitter) close() {}
+
+type rawSubmitter struct {
+	c    *rawConn
+	reqs [][]byte
+}
+
+func (s *rawSubmitter) submit(_ context.Context, i int) error {
+	status, body, err := s.c.do(s.reqs[i])
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("submission %d: HTTP %d: %s", i, status, body)
+	}
+	var res api.SubmitResponse
+	if err := json.Unmarshal(body, &res); err != nil {
+		return fmt.Errorf("submission %d: %w", i, err)
+	}
+	if res.Duplicate {
+		return fmt.Errorf("submission %d answered as a duplicate", i)
+	}
+	return nil
+}
+
+func (s *rawSubmitter) close() { s.c.close() }
