@@ -24,6 +24,8 @@ type command struct {
 var commands = map[string]command{
 	"log":   {"append, publish, prove and replay with package log (same output as tessera-posix)", runLog},
 	"serve": {"submit signed attestations to skyline serve over HTTP (throughput, latency)", runServe},
+	// serve-load is serve's load generator process (serve -loadgen child).
+	"serve-load": {"(run by serve) submit pre-formatted requests and report what was measured", runServeLoad},
 }
 
 func main() {

@@ -30,7 +30,7 @@ type serveFlags struct {
 	maxParallel        int
 	rate               float64
 	dir, cpuProfile    string
-	client             string
+	client, loadgen    string
 	mutexProfile       string
 	memProfile         string
 	cpInterval         time.Duration
@@ -62,6 +62,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.wait, "wait", false, "submit with ?wait=1 (latency includes the checkpoint and proof)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the log directory")
 	fs.StringVar(&f.client, "client", "raw", "load generator: raw (a lean HTTP/1.1 client, like wrk) or go (api.Client on net/http)")
+	fs.StringVar(&f.loadgen, "loadgen", "child", "where the load generator runs: child (another process, so the server's own CPU is measured apart; -client raw only) or self")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the submission phase to this file")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile of the submission phase to this file")
 	fs.StringVar(&f.mutexProfile, "mutexprofile", "", "write mutex and block profiles of the submission phase to this file name + .mutex and .block")
@@ -71,8 +72,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		return 4
 	}
-	if f.n <= 0 || f.conc <= 0 || f.operators < 10 || f.rate < 0 || (f.client != "raw" && f.client != "go") {
-		fmt.Fprintln(stderr, "skyline-bench serve: need -n > 0, -c > 0, -operators >= 10, -rate >= 0, -client raw or go")
+	if f.n <= 0 || f.conc <= 0 || f.operators < 10 || f.rate < 0 || (f.client != "raw" && f.client != "go") ||
+		(f.loadgen != "child" && f.loadgen != "self") || (f.loadgen == "child" && f.client != "raw") {
+		fmt.Fprintln(stderr, "skyline-bench serve: need -n > 0, -c > 0, -operators >= 10, -rate >= 0, -client raw or go, -loadgen child or self (child with -client raw only)")
 		return 4
 	}
 	line, err := benchServe(f, stderr)
@@ -203,15 +205,6 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 		envBytes += len(e)
 	}
 
-	submitters, err := newSubmitters(f, ln.Addr().String(), httpc, envs)
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		for _, c := range submitters {
-			c.close()
-		}
-	}()
 	if f.cpuProfile != "" {
 		pf, err := os.Create(f.cpuProfile)
 		if err != nil {
@@ -245,73 +238,49 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 			}
 		}()
 	}
-	lat := make([]time.Duration, len(envs))
-	var failures atomic.Int64
-	var firstErr atomic.Value
-	submit := func(c submitter, i int, from time.Time) {
-		if err := c.submit(ctx, i); err != nil {
-			failures.Add(1)
-			firstErr.CompareAndSwap(nil, err.Error())
-		}
-		lat[i] = time.Since(from)
-	}
+	var load loadResult
 	cpu0 := cpuSeconds()
-	start := time.Now()
-	if f.rate == 0 {
-		var next atomic.Int64
-		for _, c := range submitters {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1) - 1)
-					if i >= len(envs) {
-						return
-					}
-					submit(c, i, time.Now())
-				}
-			}()
+	if f.loadgen == "child" {
+		load, err = runChildLoad(ctx, f, ln.Addr().String(), envs, stderr)
+		if err != nil {
+			return "", err
 		}
 	} else {
-		sem := make(chan submitter, len(submitters))
-		for _, c := range submitters {
-			sem <- c
+		submitters, err := newSubmitters(f, ln.Addr().String(), httpc, envs)
+		if err != nil {
+			return "", err
 		}
-		interval := time.Duration(float64(time.Second) / f.rate)
-		for i := range envs {
-			at := start.Add(time.Duration(i) * interval)
-			if d := time.Until(at); d > 0 {
-				time.Sleep(d)
-			}
-			c := <-sem
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				submit(c, i, at)
-				sem <- c
-			}()
+		load = drive(ctx, submitters, len(envs), f.rate)
+		for _, c := range submitters {
+			c.close()
 		}
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
 	cpu := cpuSeconds() - cpu0
 	if f.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
 	endSize, _ := lg.Size()
-	if added := endSize - startSize; added != uint64(len(envs))-uint64(failures.Load()) {
-		return "", fmt.Errorf("log grew by %d for %d accepted submissions", added, len(envs)-int(failures.Load()))
+	if added := endSize - startSize; added != uint64(len(envs)-load.failures) {
+		return "", fmt.Errorf("log grew by %d for %d accepted submissions", added, len(envs)-load.failures)
 	}
-	if v := firstErr.Load(); v != nil {
-		fmt.Fprintln(stderr, "skyline-bench serve: first failure:", v)
+	if load.firstErr != "" {
+		fmt.Fprintln(stderr, "skyline-bench serve: first failure:", load.firstErr)
 	}
 	mode := "closed"
 	if f.rate > 0 {
 		mode = fmt.Sprintf("rate%.0f", f.rate)
 	}
-	return fmt.Sprintf("subs_per_s=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f failures=%d cpu_s_per_1k=%.3f n=%d c=%d mode=%s wait=%t operators=%d cp_interval=%s client=%s env_bytes=%d dedup=true sigcheck=true",
-		float64(len(envs))/elapsed.Seconds(), pct(lat, 0.50), pct(lat, 0.99), pct(lat, 1), failures.Load(), cpu/float64(len(envs))*1000,
-		len(envs), f.conc, mode, f.wait, f.operators, f.cpInterval, f.client, envBytes/len(envs)), nil
+	per1k := func(sec float64) float64 { return sec / float64(len(envs)) * 1000 }
+	// The server's own CPU is known apart only when the load generator is
+	// another process.
+	serverCPU, loadCPU := -1.0, -1.0
+	if f.loadgen == "child" {
+		serverCPU, loadCPU = per1k(load.serverCPU), per1k(load.cpu)
+		cpu = load.serverCPU
+	}
+	return fmt.Sprintf("subs_per_s=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f failures=%d cpu_s_per_1k=%.3f server_cpu_s_per_1k=%.3f loadgen_cpu_s_per_1k=%.3f n=%d c=%d mode=%s wait=%t operators=%d cp_interval=%s client=%s loadgen=%s env_bytes=%d dedup=true sigcheck=true",
+		float64(len(envs))/load.elapsed.Seconds(), pct(load.lat, 0.50), pct(load.lat, 0.99), pct(load.lat, 1), load.failures, per1k(cpu+load.cpu), serverCPU, loadCPU,
+		len(envs), f.conc, mode, f.wait, f.operators, f.cpInterval, f.client, f.loadgen, envBytes/len(envs)), nil
 }
 
 // benchSubjects makes n made-up binary RPM subjects of a build.
@@ -401,3 +370,80 @@ func (s *rawSubmitter) submit(_ context.Context, i int) error {
 }
 
 func (s *rawSubmitter) close() { s.c.close() }
+
+// loadResult is what a load generator measured: each submission's latency
+// (from its start, or its scheduled start at a fixed rate), the failures,
+// the wall time, and its own CPU seconds when it ran in another process.
+type loadResult struct {
+	lat      []time.Duration
+	failures int
+	firstErr string
+	elapsed  time.Duration
+	cpu      float64
+	// serverCPU is the server process's CPU seconds over the child's
+	// submitting (loadgen child only).
+	serverCPU float64
+}
+
+// drive submits n envelopes through subs: closed loop (rate 0), each
+// client submitting back to back, or at a fixed rate, started every 1/rate
+// seconds whatever the answers do, with latency counted from the
+// scheduled start so that a stalled server shows in p99 (no coordinated
+// omission).
+func drive(ctx context.Context, subs []submitter, n int, rate float64) loadResult {
+	lat := make([]time.Duration, n)
+	var (
+		wg       sync.WaitGroup
+		failures atomic.Int64
+		firstErr atomic.Value
+	)
+	submit := func(c submitter, i int, from time.Time) {
+		if err := c.submit(ctx, i); err != nil {
+			failures.Add(1)
+			firstErr.CompareAndSwap(nil, err.Error())
+		}
+		lat[i] = time.Since(from)
+	}
+	start := time.Now()
+	if rate == 0 {
+		var next atomic.Int64
+		for _, c := range subs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= n {
+						return
+					}
+					submit(c, i, time.Now())
+				}
+			}()
+		}
+	} else {
+		sem := make(chan submitter, len(subs))
+		for _, c := range subs {
+			sem <- c
+		}
+		interval := time.Duration(float64(time.Second) / rate)
+		for i := range n {
+			at := start.Add(time.Duration(i) * interval)
+			if d := time.Until(at); d > 0 {
+				time.Sleep(d)
+			}
+			c := <-sem
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				submit(c, i, at)
+				sem <- c
+			}()
+		}
+	}
+	wg.Wait()
+	r := loadResult{lat: lat, failures: int(failures.Load()), elapsed: time.Since(start)}
+	if v := firstErr.Load(); v != nil {
+		r.firstErr = v.(string)
+	}
+	return r
+}
