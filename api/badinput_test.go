@@ -16,15 +16,25 @@ import (
 	"github.com/fedora-skyline/skyline/attest"
 )
 
-// signReq signs a request as k at t.
+// signReq signs a request to the test log as k at t.
 func signReq(t testing.TB, k *attest.Signer, action string, body any, at time.Time) []byte {
 	t.Helper()
-	b, err := attest.SignRequest(k, action, body, at)
+	return signReqFor(t, k, testOrigin, action, body, at)
+}
+
+// signReqFor signs a request to the log of origin as k at t.
+func signReqFor(t testing.TB, k *attest.Signer, origin, action string, body any, at time.Time) []byte {
+	t.Helper()
+	b, err := attest.SignRequest(k, origin, action, body, at)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
+
+// otherLog is the origin of another log that trusts the same keys (the
+// staging log of the same deployment).
+const otherLog = "log.skyline.example/staging"
 
 // wireEnv is a DSSE envelope as JSON, for tests that break it.
 type wireEnv struct {
@@ -200,6 +210,11 @@ func TestBadInput(t *testing.T) {
 		}, 409, "replayed"},
 		{"stale request", "ten minutes old", post("/lease", signReq(t, alice, ActionLease, LeaseBody{Arches: []string{"x86_64"}}, now().Add(-10*time.Minute))), 401, "stale_request"},
 		{"stale request", "ten minutes ahead", post("/lease", signReq(t, alice, ActionLease, LeaseBody{Arches: []string{"x86_64"}}, now().Add(10*time.Minute))), 401, "stale_request"},
+		{"request signed for another log", "lease for the staging log", post("/lease", signReqFor(t, alice, otherLog, ActionLease, LeaseBody{Arches: []string{"x86_64"}}, now())), 401, "wrong_log"},
+		{"request signed for another log", "admin enqueue for the staging log", post("/admin/enqueue", signReqFor(t, e.admin, otherLog, ActionEnqueue, EnqueueBody{NVR: "staged-1.0-1", Arch: "x86_64", SRPMURL: "https://koji.example/staged-1.0-1.src.rpm", SRPMSHA256: sha("staged"), Wanted: 3}, now())), 401, "wrong_log"},
+		{"request signed for another log", "admin enrol for the staging log", post("/admin/enrol", signReqFor(t, e.admin, otherLog, ActionEnrol, EnrolBody{PublicKey: string(stranger.PublicPEM()), Role: attest.RoleBuilder, Operator: "mallory", Contact: "mallory@example.org"}, now())), 401, "wrong_log"},
+		{"request signed for another log", "origin differing by a trailing slash", post("/admin/revoke", signReqFor(t, e.admin, testOrigin+"/", ActionRevoke, RevokeBody{KeyID: alice.KeyID(), Reason: "test"}, now())), 401, "wrong_log"},
+		{"request signed for another log", "request naming no log", post("/lease", rawReq(t, alice, `{"action":"lease","time":"`+now().Format(time.RFC3339)+`","nonce":"`+strings.Repeat("cd", 32)+`","body":{"arches":["x86_64"]}}`)), 400, "bad_field"},
 		{"wrong action", "notices request sent to /lease", post("/lease", signReq(t, alice, ActionNotices, EmptyBody{}, now())), 400, "wrong_action"},
 		{"path tricks", "dot-dot in NVR", getOpaque("/lookup/../../etc/passwd"), 400, "bad_name"},
 		{"path tricks", "encoded dot-dot", getOpaque("/lookup/%2e%2e"), 400, "bad_name"},
@@ -320,6 +335,16 @@ func slowLoris(t *testing.T, addr string, headerTimeout time.Duration) {
 			}
 		}
 	}
+}
+
+// rawReq signs a hand-written request payload as k.
+func rawReq(t testing.TB, k *attest.Signer, payload string) []byte {
+	t.Helper()
+	b, err := k.SignEnvelope(attest.PayloadRequest, []byte(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func mustSign(t testing.TB, k *attest.Signer, payloadType string, v any) []byte {

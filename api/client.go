@@ -36,6 +36,13 @@ type ClientConfig struct {
 	// Signer signs requests (lease, lease end, notices with a builder key;
 	// admin actions with an admin key). Required for those calls only.
 	Signer *attest.Signer
+	// Origin is the checkpoint origin (C2SP tlog-checkpoint) of the log the
+	// server runs. Signed requests name it as their audience, so that the
+	// server of another log that trusts the same key refuses them. Take it
+	// from the same trusted configuration as the log's public key, never
+	// from the server: a server that chose it could relay the request to
+	// another log. Required for signed calls, with Signer.
+	Origin string
 	// Arches are the architectures Lease asks for. Default: x86_64.
 	Arches []string
 	// PollInterval is how often Submit polls for a checkpoint when the
@@ -58,6 +65,11 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	u, err := url.Parse(strings.TrimSuffix(cfg.URL, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("api: server URL %q: want http(s)://host[/path]: %w", cfg.URL, ErrBadParam)
+	}
+	if cfg.Origin != "" {
+		if err := attest.CheckOrigin(cfg.Origin); err != nil {
+			return nil, fmt.Errorf("api: client of %s: %w", cfg.URL, err)
+		}
 	}
 	if cfg.HTTP == nil {
 		cfg.HTTP = &http.Client{Timeout: 60 * time.Second}
@@ -135,7 +147,10 @@ func (c *Client) signedPost(ctx context.Context, path, action string, body, out 
 	if c.cfg.Signer == nil {
 		return fmt.Errorf("api: %s needs a signing key: %w", action, ErrBadParam)
 	}
-	env, err := attest.SignRequest(c.cfg.Signer, action, body, c.cfg.Now())
+	if c.cfg.Origin == "" {
+		return fmt.Errorf("api: %s needs the log's origin (ClientConfig.Origin), which the request names as its audience: %w", action, ErrBadParam)
+	}
+	env, err := attest.SignRequest(c.cfg.Signer, c.cfg.Origin, action, body, c.cfg.Now())
 	if err != nil {
 		return err
 	}

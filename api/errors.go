@@ -75,6 +75,7 @@ var errorKinds = []errorKind{
 	{attest.ErrBadName, http.StatusBadRequest, "bad_name"},
 	{attest.ErrBadField, http.StatusBadRequest, "bad_field"},
 	{attest.ErrAction, http.StatusBadRequest, "wrong_action"},
+	{attest.ErrAudience, http.StatusUnauthorized, "wrong_log"},
 	{attest.ErrKeyID, http.StatusUnauthorized, "bad_signature"},
 	{attest.ErrSignature, http.StatusUnauthorized, "bad_signature"},
 	{attest.ErrKeyFormat, http.StatusBadRequest, "bad_key"},

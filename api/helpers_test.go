@@ -52,6 +52,7 @@ type env struct {
 	admin    *attest.Signer
 	logNote  note.Verifier
 	srv      *Server
+	origin   string // the log's checkpoint origin
 }
 
 type envOptions struct {
@@ -61,6 +62,7 @@ type envOptions struct {
 	store  log.Storage    // the log's storage instead of Pebble in dir
 	signer *attest.Signer // log and coordinator key; new when nil
 	admin  *attest.Signer
+	origin string // the log's checkpoint origin; testOrigin when empty
 }
 
 func newKey(t testing.TB) *attest.Signer {
@@ -84,11 +86,14 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.dir == "" {
 		o.dir = t.TempDir()
 	}
-	ns, err := o.signer.NoteSigner(testOrigin)
+	if o.origin == "" {
+		o.origin = testOrigin
+	}
+	ns, err := o.signer.NoteSigner(o.origin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vkey, err := attest.NoteVerifierKey(testOrigin, o.signer.Public())
+	vkey, err := attest.NoteVerifierKey(o.origin, o.signer.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +102,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		t.Fatal(err)
 	}
 	idx := &coord.IndexCache{}
-	lg, err := log.Open(ctx, log.Config{Dir: o.dir, Storage: o.store, Origin: testOrigin, Signer: ns, Indexer: idx.Index, CheckpointInterval: 10 * time.Millisecond})
+	lg, err := log.Open(ctx, log.Config{Dir: o.dir, Storage: o.store, Origin: o.origin, Signer: ns, Indexer: idx.Index, CheckpointInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +121,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		lg.Close()
 	})
 	url := serveLoopback(t, srv) // stopped before the cleanup above
-	return &env{t: t, url: url, log: lg, svc: svc, clock: clk, coordKey: o.signer, admin: o.admin, logNote: nv, srv: srv}
+	return &env{t: t, url: url, log: lg, svc: svc, clock: clk, coordKey: o.signer, admin: o.admin, logNote: nv, srv: srv, origin: o.origin}
 }
 
 // serveLoopback serves srv on a loopback port until the test ends and
@@ -141,7 +146,7 @@ func serveLoopback(t testing.TB, srv *Server) string {
 
 func (e *env) client(s *attest.Signer, arches ...string) *Client {
 	e.t.Helper()
-	c, err := NewClient(ClientConfig{URL: e.url, Signer: s, Arches: arches, Now: e.clock.Now, PollInterval: 10 * time.Millisecond})
+	c, err := NewClient(ClientConfig{URL: e.url, Signer: s, Origin: e.origin, Arches: arches, Now: e.clock.Now, PollInterval: 10 * time.Millisecond})
 	if err != nil {
 		e.t.Fatal(err)
 	}

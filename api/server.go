@@ -51,6 +51,9 @@ type Log interface {
 	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
 	WaitCheckpoint(ctx context.Context, size uint64) ([]byte, error)
 	Alarm() error
+	// Origin is the log's checkpoint origin: signed requests must name it
+	// as their audience (docs/api.md, "Signed requests").
+	Origin() string
 }
 
 // Config configures the HTTP server. The zero value is usable on a loopback
@@ -179,6 +182,7 @@ type Server struct {
 	cfg     Config
 	svc     Service
 	log     Log
+	origin  string // the log's checkpoint origin, the audience of signed requests
 	nonces  *nonceCache
 	started time.Time // requests signed earlier are refused: the nonce cache starts empty
 	keyRate *limiter
@@ -195,10 +199,15 @@ type metrics struct {
 // NewServer returns the server of svc and lg.
 func NewServer(cfg Config, svc Service, lg Log) (*Server, error) {
 	cfg = cfg.withDefaults()
+	origin := lg.Origin()
+	if err := attest.CheckOrigin(origin); err != nil {
+		return nil, fmt.Errorf("api: the log's origin cannot be a request audience: %w", err)
+	}
 	s := &Server{
 		cfg:     cfg,
 		svc:     svc,
 		log:     lg,
+		origin:  origin,
 		nonces:  newNonceCache(cfg.RequestWindow, 10000, 100000),
 		started: cfg.Now(),
 		keyRate: newLimiter(cfg.KeyRate, cfg.KeyBurst, 100000),
@@ -592,14 +601,14 @@ func CheckpointSize(note []byte) (uint64, error) {
 }
 
 // signed reads and verifies a signed request for action by a key with one
-// of roles, decoding its body into body, and checks freshness, rate and
-// replay. It returns the signer's key id.
+// of roles, addressed to this log, decoding its body into body, and checks
+// freshness, rate and replay. It returns the signer's key id.
 func (s *Server) signed(w http.ResponseWriter, r *http.Request, action string, roles []string, body any) (string, error) {
 	data, err := readBody(w, r, s.cfg.MaxRequestBytes)
 	if err != nil {
 		return "", err
 	}
-	req, keyID, err := attest.ParseRequest(data, action, func(keyID string) (*attest.Verifier, error) {
+	req, keyID, err := attest.ParseRequest(data, s.origin, action, func(keyID string) (*attest.Verifier, error) {
 		var err error
 		for _, role := range roles {
 			var v *attest.Verifier

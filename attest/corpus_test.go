@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-var updateCorpus = flag.Bool("update-corpus", false, "rewrite testdata/fuzz/FuzzParse")
+var updateCorpus = flag.Bool("update-corpus", false, "rewrite testdata/fuzz/FuzzParse and FuzzParseRequest")
 
 // writeCorpus writes the valid seeds and a few mutations of each in the Go
 // fuzzing corpus file format.

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // PayloadRequest is the DSSE payloadType of a signed API request: a builder
@@ -20,26 +23,61 @@ const PayloadRequest = "application/vnd.skyline.request.v1+json"
 // MaxRequestSize bounds a signed request envelope.
 const MaxRequestSize = 16 << 10
 
-// ErrAction: the request's action is not the one the endpoint performs.
-var ErrAction = errors.New("wrong request action")
+// maxOriginLen bounds a log origin in a request.
+const maxOriginLen = 255
 
-// Request is the payload of a signed API request. Time and Nonce make it
-// unrepeatable: the server accepts a request only within a window around
-// its own clock and only once per nonce and key (docs/api.md,
-// "Authentication").
+// Errors of signed requests, checked with errors.Is.
+var (
+	// ErrAction: the request's action is not the one the endpoint performs.
+	ErrAction = errors.New("wrong request action")
+	// ErrAudience: the request names another log than the one verifying it.
+	ErrAudience = errors.New("request signed for another log")
+)
+
+// Request is the payload of a signed API request. Log binds it to one log:
+// a key enrolled in two logs (staging and production, or two deployments)
+// cannot have its request to one replayed to the other. Time and Nonce make
+// it unrepeatable on that log: the server accepts a request only within a
+// window around its own clock and only once per nonce and key (docs/api.md,
+// "Signed requests").
 type Request struct {
 	Action string          `json:"action"`
+	Log    string          `json:"log"` // the audience: the log's checkpoint origin
 	Time   time.Time       `json:"time"`
 	Nonce  string          `json:"nonce"` // 64 lowercase hex digits, random
 	Body   json.RawMessage `json:"body"`
 }
 
+// CheckOrigin checks a log origin as a request names it: the origin line
+// of a C2SP tlog-checkpoint, which is also the log's note key name, so
+// non-empty, UTF-8, without Unicode spaces, control characters or '+'
+// (C2SP tlog-checkpoint, "Note text"; C2SP signed-note, key names), and at
+// most 255 bytes.
+func CheckOrigin(origin string) error {
+	if origin == "" {
+		return fmt.Errorf("attest: empty log origin: %w", ErrBadField)
+	}
+	if len(origin) > maxOriginLen || !utf8.ValidString(origin) {
+		return fmt.Errorf("attest: log origin %q: over %d bytes or not UTF-8: %w", trunc(origin), maxOriginLen, ErrBadField)
+	}
+	if i := strings.IndexFunc(origin, func(r rune) bool { return r == '+' || unicode.IsSpace(r) || unicode.IsControl(r) }); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(origin[i:])
+		return fmt.Errorf("attest: log origin %q: character %q not allowed: %w", trunc(origin), r, ErrBadField)
+	}
+	return nil
+}
+
 // SignRequest returns a DSSE envelope of PayloadRequest signed by s, asking
-// for action with body (marshalled with encoding/json) at time now, with a
-// fresh random nonce.
-func SignRequest(s *Signer, action string, body any, now time.Time) ([]byte, error) {
+// the log of origin origin for action with body (marshalled with
+// encoding/json) at time now, with a fresh random nonce. The caller takes
+// origin from its own trusted configuration (where it has the log's key),
+// never from the server it is talking to.
+func SignRequest(s *Signer, origin, action string, body any, now time.Time) ([]byte, error) {
 	if err := checkText("action", action, true); err != nil {
 		return nil, fmt.Errorf("attest: sign request: %w", err)
+	}
+	if err := CheckOrigin(origin); err != nil {
+		return nil, fmt.Errorf("attest: sign request %s: %w", action, err)
 	}
 	var nonce [32]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
@@ -49,7 +87,7 @@ func SignRequest(s *Signer, action string, body any, now time.Time) ([]byte, err
 	if err != nil {
 		return nil, fmt.Errorf("attest: sign request %s: %w", action, err)
 	}
-	payload, err := json.Marshal(Request{Action: action, Time: now.UTC(), Nonce: hex.EncodeToString(nonce[:]), Body: raw})
+	payload, err := json.Marshal(Request{Action: action, Log: origin, Time: now.UTC(), Nonce: hex.EncodeToString(nonce[:]), Body: raw})
 	if err != nil {
 		return nil, fmt.Errorf("attest: sign request %s: %w", action, err)
 	}
@@ -59,10 +97,15 @@ func SignRequest(s *Signer, action string, body any, now time.Time) ([]byte, err
 // ParseRequest parses a signed request envelope strictly (the rules of
 // Parse: size, strict JSON, one signature, canonical base64), checks that
 // its action is action, decodes its body strictly into body (a pointer to
-// a struct), and verifies the signature with the verifier keys returns for
-// the signer's key id. It returns the request and the signer's key id. The
-// time window and nonce are the caller's to check: they need state.
-func ParseRequest(data []byte, action string, keys func(keyID string) (*Verifier, error), body any) (*Request, string, error) {
+// a struct), verifies the signature with the verifier keys returns for the
+// signer's key id, and checks that the request names origin, the
+// verifying log's checkpoint origin, as its audience (ErrAudience if not).
+// It returns the request and the signer's key id. The time window and
+// nonce are the caller's to check: they need state.
+func ParseRequest(data []byte, origin, action string, keys func(keyID string) (*Verifier, error), body any) (*Request, string, error) {
+	if err := CheckOrigin(origin); err != nil {
+		return nil, "", fmt.Errorf("attest: parse request: the verifying log's origin: %w", err)
+	}
 	if len(data) > MaxRequestSize {
 		return nil, "", fmt.Errorf("attest: request of %d bytes: %w", len(data), ErrTooLarge)
 	}
@@ -96,6 +139,7 @@ func ParseRequest(data []byte, action string, keys func(keyID string) (*Verifier
 	// rules (unknown fields, duplicate and case-folded keys) reach into it.
 	wireType := reflect.StructOf([]reflect.StructField{
 		{Name: "Action", Type: reflect.TypeFor[string](), Tag: `json:"action"`},
+		{Name: "Log", Type: reflect.TypeFor[string](), Tag: `json:"log"`},
 		{Name: "Time", Type: reflect.TypeFor[time.Time](), Tag: `json:"time"`},
 		{Name: "Nonce", Type: reflect.TypeFor[string](), Tag: `json:"nonce"`},
 		{Name: "Body", Type: bv.Elem().Type(), Tag: `json:"body"`},
@@ -105,9 +149,12 @@ func ParseRequest(data []byte, action string, keys func(keyID string) (*Verifier
 		return nil, "", err
 	}
 	w := wire.Elem()
-	req := &Request{Action: w.Field(0).String(), Time: w.Field(1).Interface().(time.Time), Nonce: w.Field(2).String()}
+	req := &Request{Action: w.Field(0).String(), Log: w.Field(1).String(), Time: w.Field(2).Interface().(time.Time), Nonce: w.Field(3).String()}
 	if req.Action != action {
 		return nil, "", fmt.Errorf("attest: request action %q, want %q: %w", trunc(req.Action), action, ErrAction)
+	}
+	if err := CheckOrigin(req.Log); err != nil {
+		return nil, "", fmt.Errorf("attest: request: %w", err)
 	}
 	if err := checkTime("request time", req.Time); err != nil {
 		return nil, "", err
@@ -128,7 +175,12 @@ func ParseRequest(data []byte, action string, keys func(keyID string) (*Verifier
 	if err := v.verifySig(PayloadRequest, payload, sig); err != nil {
 		return nil, "", err
 	}
-	bv.Elem().Set(w.Field(3))
+	// The audience is checked once the signature is, so that only a
+	// genuine request is told it was meant for another log.
+	if req.Log != origin {
+		return nil, "", fmt.Errorf("attest: request for log %q, this is %q: %w", trunc(req.Log), origin, ErrAudience)
+	}
+	bv.Elem().Set(w.Field(4))
 	if req.Body, err = json.Marshal(body); err != nil {
 		return nil, "", fmt.Errorf("attest: request body: %w", err)
 	}

@@ -664,6 +664,10 @@ func (l *Log) barrier(ctx context.Context, fn func() error) error {
 	}
 }
 
+// Origin returns the log's checkpoint origin (C2SP tlog-checkpoint): the
+// name the log's checkpoints and the requests addressed to it carry.
+func (l *Log) Origin() string { return l.cfg.Origin }
+
 // Size returns the durable, integrated tree size and its root hash.
 func (l *Log) Size() (uint64, []byte) {
 	l.mu.Lock()
