@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fedora-skyline/skyline/api"
+	"github.com/fedora-skyline/skyline/attest"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// mainEnv makes the test binary run skyline's main instead of the tests,
+// so that a test can start `skyline serve` as a real process and kill it.
+const mainEnv = "SKYLINE_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// serveProc is `skyline serve` running as a child process.
+type serveProc struct {
+	cmd *exec.Cmd
+	out bytes.Buffer
+}
+
+func startServeProc(t *testing.T, config, addr string) *serveProc {
+	t.Helper()
+	p := &serveProc{cmd: exec.Command(os.Args[0], "serve", "--config", config, "--listen", addr)}
+	p.cmd.Env = append(os.Environ(), mainEnv+"=1")
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			p.kill()
+			t.Fatalf("skyline serve not healthy after 30s: %v\n%s", err, p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *serveProc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.cmd.Wait()
+}
+
+// acked is a submission the server acknowledged.
+type acked struct {
+	env   []byte
+	index uint64
+}
+
+// crashWorld is what the builders and the admin were told before a crash.
+type crashWorld struct {
+	mu       sync.Mutex
+	subs     []acked
+	inFlight [][]byte // submissions whose answer never came, under acknowledged leases
+	jobs     []string // acknowledged enqueued NVRs
+}
+
+// TestServeCrashLosesNothingAcknowledged runs a real `skyline serve`
+// process under concurrent enqueues, leases and submissions, kills it with
+// SIGKILL at a random moment, restarts it, and checks that nothing it had
+// acknowledged was lost: every acknowledged submission is in the log at
+// its index, byte for byte, and a resubmission answers with that index;
+// every acknowledged lease still holds (a result under it is accepted
+// after the restart); every acknowledged job is listed; a submission
+// whose answer was lost can be resubmitted (new or duplicate, never
+// refused); and the log after the restart is consistent with the last
+// checkpoint seen before the kill.
+func TestServeCrashLosesNothingAcknowledged(t *testing.T) {
+	const (
+		origin   = "skyline.test"
+		builders = 10
+		rounds   = 5
+	)
+	dir := t.TempDir()
+	logKey := writeKey(t, dir, "log")
+	admin := writeKey(t, dir, "admin")
+	// The load comes from one address and few keys: no rate limits.
+	config := writeConfig(t, dir, "key_rate = -1\nsubmit_rate = -1\n")
+	vkey, err := attest.NoteVerifierKey(origin, logKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	url := "http://" + addr
+	client := func(s *attest.Signer) *api.Client {
+		c, err := api.NewClient(api.ClientConfig{URL: url, Signer: s, Origin: origin, HTTP: &http.Client{Timeout: 20 * time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	adminc := client(admin)
+
+	srv := startServeProc(t, config, addr)
+	defer func() { srv.kill() }()
+	ctx := t.Context()
+	keys := make([]*attest.Signer, builders)
+	for i := range keys {
+		if keys[i], err = attest.GenerateKey(attest.KeyEd25519); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := adminc.Enrol(ctx, api.EnrolBody{PublicKey: string(keys[i].PublicPEM()), Role: attest.RoleBuilder,
+			Operator: fmt.Sprintf("op%d", i), Contact: "op@example.org"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &crashWorld{}
+	nextJob := 0
+	enqueue := func(ctx context.Context) error {
+		nvr := fmt.Sprintf("crash%d-1.0-1", nextJob)
+		_, err := adminc.Enqueue(ctx, api.EnqueueBody{NVR: nvr, Arch: "x86_64", SRPMURL: "https://koji.example/" + nvr + ".src.rpm",
+			SRPMSHA256: fmt.Sprintf("%064x", nextJob+1), Wanted: 3})
+		nextJob++
+		if err == nil {
+			w.mu.Lock()
+			w.jobs = append(w.jobs, nvr)
+			w.mu.Unlock()
+		}
+		return err
+	}
+	for range 30 {
+		if err := enqueue(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var lastCP []byte
+	for round := range rounds {
+		// Load: every builder leases and submits back to back, the admin
+		// enqueues; all stop at their first error, which the kill causes.
+		rctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		newAcks := make(chan struct{}, 1<<16)
+		for i, key := range keys {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := client(key)
+				for rctx.Err() == nil {
+					l, err := c.Lease(rctx)
+					if err != nil {
+						return
+					}
+					env, err := crashAttestation(l, key, i)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					res, err := c.SubmitOne(rctx, env, false)
+					w.mu.Lock()
+					if err != nil {
+						w.inFlight = append(w.inFlight, env)
+					} else {
+						w.subs = append(w.subs, acked{env, res.Index})
+					}
+					w.mu.Unlock()
+					if err != nil {
+						return
+					}
+					newAcks <- struct{}{}
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rctx.Err() == nil {
+				if enqueue(rctx) != nil {
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+		// Kill once the round has some acknowledgements, at a random
+		// moment after, with requests in flight.
+		deadline := time.After(20 * time.Second)
+		for n := 0; n < 15; n++ {
+			select {
+			case <-newAcks:
+			case <-deadline:
+				n = 15
+			}
+		}
+		if cp, err := adminc.Checkpoint(ctx); err == nil {
+			lastCP = cp
+		}
+		time.Sleep(time.Duration(rand.IntN(30)) * time.Millisecond)
+		srv.kill()
+		stop()
+		wg.Wait()
+
+		srv = startServeProc(t, config, addr)
+		w.mu.Lock()
+		subs, inFlight, jobs := append([]acked(nil), w.subs...), w.inFlight, append([]string(nil), w.jobs...)
+		w.inFlight = nil
+		w.mu.Unlock()
+		if len(subs) == 0 {
+			t.Fatalf("round %d: no submission acknowledged before the kill; output:\n%s", round, srv.out.String())
+		}
+		t.Logf("round %d: %d submissions and %d jobs acknowledged so far, %d answers lost in the kill", round, len(subs), len(jobs), len(inFlight))
+
+		for _, a := range subs {
+			got, err := adminc.Entry(ctx, a.index)
+			if err != nil || !bytes.Equal(got, a.env) {
+				t.Fatalf("round %d: acknowledged submission at %d lost or changed: %v", round, a.index, err)
+			}
+			res, err := adminc.SubmitOne(ctx, a.env, false)
+			if err != nil || !res.Duplicate || res.Index != a.index {
+				t.Fatalf("round %d: resubmitting the entry at %d: %+v %v, want a duplicate at %d", round, a.index, res, err, a.index)
+			}
+		}
+		// A submission whose answer was lost is resubmitted as a builder
+		// would: accepted, either now or as the duplicate of its first
+		// arrival. This also proves each of those acknowledged leases held.
+		for _, env := range inFlight {
+			res, err := adminc.SubmitOne(ctx, env, false)
+			if err != nil {
+				t.Fatalf("round %d: resubmitting a submission whose answer was lost: %v", round, err)
+			}
+			w.mu.Lock()
+			w.subs = append(w.subs, acked{env, res.Index})
+			w.mu.Unlock()
+		}
+		all, err := adminc.Jobs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := map[string]bool{}
+		for _, j := range all {
+			listed[j.Job.Build.NVR] = true
+		}
+		for _, nvr := range jobs {
+			if !listed[nvr] {
+				t.Fatalf("round %d: acknowledged job %s lost", round, nvr)
+			}
+		}
+		checkConsistent(t, adminc, verifier, lastCP)
+	}
+}
+
+// crashAttestation is a builder's signed result for lease l.
+func crashAttestation(l *attest.Lease, key *attest.Signer, builder int) ([]byte, error) {
+	subjects := []attest.Subject{{
+		Name:    l.Build.NVR + ".x86_64.rpm",
+		SHA256:  fmt.Sprintf("%064x", builder+1),
+		Skyline: fmt.Sprintf("%064x", 7),
+	}}
+	envs, err := attest.NewSubjectAttestations(attest.Build{ID: l.Build, SRPMURL: l.SRPMURL, Backend: "rpmbuild", Chroot: "crash",
+		LeaseID: l.LeaseID, Started: l.Issued, Finished: l.Issued.Add(time.Minute)}, subjects, key)
+	if err != nil {
+		return nil, err
+	}
+	return envs[0], nil
+}
+
+// checkConsistent checks that the log now served is a signed extension of
+// the checkpoint cp seen before the kill.
+func checkConsistent(t *testing.T, c *api.Client, v note.Verifier, cp []byte) {
+	t.Helper()
+	if cp == nil {
+		t.Fatal("no checkpoint seen before the kill")
+	}
+	oldN, oldH := openCheckpoint(t, v, cp)
+	var newN int64
+	var newH tlog.Hash
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		now, err := c.Checkpoint(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if newN, newH = openCheckpoint(t, v, now); newN >= oldN || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if newN < oldN {
+		t.Fatalf("checkpoint went back from %d to %d after the restart", oldN, newN)
+	}
+	proof, err := c.ConsistencyProof(t.Context(), uint64(oldN), uint64(newN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := make(tlog.TreeProof, len(proof))
+	for i, h := range proof {
+		copy(tp[i][:], h)
+	}
+	if err := tlog.CheckTree(tp, newN, newH, oldN, oldH); err != nil {
+		t.Fatalf("log after the restart (%d) is not an extension of the checkpoint before the kill (%d): %v", newN, oldN, err)
+	}
+}
+
+func openCheckpoint(t *testing.T, v note.Verifier, cp []byte) (int64, tlog.Hash) {
+	t.Helper()
+	n, err := note.Open(cp, note.VerifierList(v))
+	if err != nil {
+		t.Fatalf("checkpoint: %v", err)
+	}
+	lines := strings.Split(n.Text, "\n")
+	size, err := api.CheckpointSize(cp)
+	if err != nil || len(lines) < 3 {
+		t.Fatalf("checkpoint %q: %v", n.Text, err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(raw) != tlog.HashSize {
+		t.Fatalf("checkpoint root %q: %v", lines[2], errors.Join(err, fmt.Errorf("%d bytes", len(raw))))
+	}
+	var h tlog.Hash
+	copy(h[:], raw)
+	return int64(size), h
+}
