@@ -86,7 +86,7 @@ func TestRealStack(t *testing.T) {
 	}()
 	url := "http://" + ln.Addr().String()
 	client := func(s *attest.Signer) *api.Client {
-		c, err := api.NewClient(api.ClientConfig{URL: url, Signer: s, Arches: []string{"x86_64"}, PollInterval: 10 * time.Millisecond})
+		c, err := api.NewClient(api.ClientConfig{URL: url, Signer: s, Origin: origin, Arches: []string{"x86_64"}, PollInterval: 10 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

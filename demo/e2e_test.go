@@ -434,7 +434,7 @@ func checkOneWitnessDown(t *testing.T, n *Network) {
 	if _, err := n.must(ctx, false, "keygen", "--name", "late-builder", "--dir", "keys"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.must(ctx, false, "admin", "enroll", "--server", n.LogURL, "--admin-key", "keys/"+keyAdmin+".key",
+	if _, err := n.must(ctx, false, "admin", "enroll", "--server", n.LogURL, "--admin-key", "keys/"+keyAdmin+".key", "--log-key", "keys/"+keyLog+".vkey",
 		"--pub", "keys/late-builder.pub", "--role", attest.RoleBuilder, "--operator", "late", "--contact", "late@example.org"); err != nil {
 		t.Fatal(err)
 	}

@@ -460,7 +460,7 @@ func (n *Network) startServe(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	if n.admin, err = api.NewClient(api.ClientConfig{URL: n.LogURL, Signer: admin}); err != nil {
+	if n.admin, err = api.NewClient(api.ClientConfig{URL: n.LogURL, Signer: admin, Origin: Origin}); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	return nil
@@ -478,7 +478,7 @@ func field(out, prefix string) string {
 
 func (n *Network) enrol(ctx context.Context) error {
 	n.say("enrolment (skyline admin enroll): the importer, the witnesses' verdict keys, one key per builder operator")
-	admin := []string{"--server", n.LogURL, "--admin-key", "keys/" + keyAdmin + ".key"}
+	admin := []string{"--server", n.LogURL, "--admin-key", "keys/" + keyAdmin + ".key", "--log-key", "keys/" + keyLog + ".vkey"}
 	enrol := func(show bool, pub, role, operator string) error {
 		args := append([]string{"admin", "enroll"}, admin...)
 		contact := strings.ToLower(strings.Fields(operator)[0]) + "@example.org"

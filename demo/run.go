@@ -156,7 +156,7 @@ func (n *Network) enqueue(ctx context.Context, stage int, pkgs []SRPM) error {
 		n.note("%s: %s", p.NVR, p.Story)
 	}
 	for i, p := range pkgs {
-		if _, err := n.must(ctx, i == 0, "admin", "enqueue", "--server", n.LogURL, "--admin-key", "keys/"+keyAdmin+".key",
+		if _, err := n.must(ctx, i == 0, "admin", "enqueue", "--server", n.LogURL, "--admin-key", "keys/"+keyAdmin+".key", "--log-key", "keys/"+keyLog+".vkey",
 			"--nvr", p.NVR, "--arch", builder.HostArch(), "--srpm-url", p.URL, "--srpm-sha256", p.SHA256,
 			"--wanted", strconv.Itoa(len(n.cfg.Scenario.Builders))); err != nil {
 			return err

@@ -77,7 +77,7 @@ func newSkylineWithKeys(t testing.TB, logKey, admin *attest.Signer) *skyline {
 
 func (s *skyline) client(k *attest.Signer) *api.Client {
 	s.t.Helper()
-	c, err := api.NewClient(api.ClientConfig{URL: s.url, Signer: k, Arches: []string{"x86_64"}, PollInterval: 10 * time.Millisecond})
+	c, err := api.NewClient(api.ClientConfig{URL: s.url, Signer: k, Origin: s.origin, Arches: []string{"x86_64"}, PollInterval: 10 * time.Millisecond})
 	if err != nil {
 		s.t.Fatal(err)
 	}

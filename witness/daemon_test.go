@@ -98,7 +98,7 @@ func newNetworkOrigin(t testing.TB, testOrigin string) *network {
 
 func (n *network) client(s *attest.Signer) *api.Client {
 	n.t.Helper()
-	c, err := api.NewClient(api.ClientConfig{URL: n.url, Signer: s, Arches: []string{"x86_64"}, PollInterval: 5 * time.Millisecond})
+	c, err := api.NewClient(api.ClientConfig{URL: n.url, Signer: s, Origin: n.log.Origin(), Arches: []string{"x86_64"}, PollInterval: 5 * time.Millisecond})
 	if err != nil {
 		n.t.Fatal(err)
 	}

@@ -132,7 +132,7 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 	url := "http://" + ln.Addr().String()
 	transport := &http.Transport{MaxIdleConnsPerHost: f.conc, MaxConnsPerHost: f.conc}
 	httpc := &http.Client{Transport: transport, Timeout: time.Minute}
-	adminc, err := api.NewClient(api.ClientConfig{URL: url, Signer: admin, HTTP: httpc})
+	adminc, err := api.NewClient(api.ClientConfig{URL: url, Signer: admin, Origin: serveOrigin, HTTP: httpc})
 	if err != nil {
 		return "", err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/koji"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // adminCommand is one subcommand of `skyline admin`.
@@ -29,13 +30,13 @@ type adminCommand struct {
 
 // adminCommands are the subcommands of `skyline admin`.
 var adminCommands = map[string]adminCommand{
-	"enroll": {"--server URL --admin-key KEY --pub K.pub --operator O --contact C [--team T] [--role builder|witness|importer|admin] [--json]",
+	"enroll": {"--server URL --admin-key KEY (--log-key LOG.vkey | --origin O) --pub K.pub --operator O --contact C [--team T] [--role builder|witness|importer|admin] [--json]",
 		"enrol a key for an operator; the enrolment is a log entry signed by the coordinator", adminEnroll},
-	"revoke": {"--server URL --admin-key KEY --key-id ID --reason R [--json]",
+	"revoke": {"--server URL --admin-key KEY (--log-key LOG.vkey | --origin O) --key-id ID --reason R [--json]",
 		"revoke a key; the revocation is a log entry signed by the coordinator", adminRevoke},
-	"jobs": {"--server URL --admin-key KEY [--json]",
+	"jobs": {"--server URL --admin-key KEY (--log-key LOG.vkey | --origin O) [--json]",
 		"list the jobs, their state, live leases and results", adminJobs},
-	"enqueue": {"--server URL --admin-key KEY --nvr N --arch A --srpm-url U --srpm-sha256 S [--wanted 10] [--json]",
+	"enqueue": {"--server URL --admin-key KEY (--log-key LOG.vkey | --origin O) --nvr N --arch A --srpm-url U --srpm-sha256 S [--wanted 10] [--json]",
 		"enqueue a rebuild job", adminEnqueue},
 	"import-official": {"--server URL --key IMPORTER.key --nvr N --arch A --srpm-sha256 S [--srpm-url U] [--json] RPMDIR",
 		"log the digests of Koji's RPMs of a build, signed by the importer key", adminImportOfficial},
@@ -88,15 +89,49 @@ type adminFlags struct {
 	server, key *string
 	timeout     *time.Duration
 	json        *bool
+	// origin and logKey name the log a signed request is for; nil for a
+	// subcommand that signs no request.
+	origin, logKey *string
 }
 
-func addAdminFlags(fs *flag.FlagSet, keyFlag, keyHelp string) adminFlags {
-	return adminFlags{
+// addAdminFlags adds the common flags; signs says that the subcommand
+// sends signed requests, which name the log they are for.
+func addAdminFlags(fs *flag.FlagSet, keyFlag, keyHelp string, signs bool) adminFlags {
+	f := adminFlags{
 		server:  fs.String("server", "", "URL of skyline serve (required)"),
 		key:     fs.String(keyFlag, "", keyHelp),
 		timeout: fs.Duration("timeout", time.Minute, "give up after this long"),
 		json:    fs.Bool("json", false, "print the server's answer as JSON instead of a line"),
 	}
+	if signs {
+		f.logKey = fs.String("log-key", "", "the log's signed-note verifier key (log.vkey), or a file holding it: its name is the log's origin, which every request names as the log it is for (this or --origin required)")
+		f.origin = fs.String("origin", "", "the log's checkpoint origin, named by every request as the log it is for (default: the name of --log-key)")
+	}
+	return f
+}
+
+// logOrigin returns the origin of the log the requests are for: --origin,
+// else the name of --log-key. It never asks the server: a server that
+// named the log could relay the request to another log.
+func (f adminFlags) logOrigin() (string, error) {
+	if f.origin == nil {
+		return "", nil
+	}
+	if *f.origin != "" {
+		return *f.origin, nil
+	}
+	if *f.logKey == "" {
+		return "", errors.New("--log-key or --origin is required: a request names the log it is for")
+	}
+	vkey := *f.logKey
+	if data, err := os.ReadFile(vkey); err == nil {
+		vkey = strings.TrimSpace(string(data))
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return "", fmt.Errorf("--log-key: not a signed-note verifier key: %w", err)
+	}
+	return v.Name(), nil
 }
 
 // print writes v as indented JSON with --json, else the line.
@@ -117,12 +152,17 @@ func (f adminFlags) call(ctx context.Context, stderr io.Writer, f2 func(ctx cont
 		fmt.Fprintln(stderr, "skyline admin: --server and the key flag are required")
 		return exitUsage
 	}
+	origin, err := f.logOrigin()
+	if err != nil {
+		fmt.Fprintf(stderr, "skyline admin: %v\n", err)
+		return exitUsage
+	}
 	s, err := attest.LoadSigner(*f.key)
 	if err != nil {
 		fmt.Fprintf(stderr, "skyline admin: %v\n", err)
 		return exitUsage
 	}
-	c, err := api.NewClient(api.ClientConfig{URL: *f.server, Signer: s})
+	c, err := api.NewClient(api.ClientConfig{URL: *f.server, Signer: s, Origin: origin})
 	if err != nil {
 		fmt.Fprintf(stderr, "skyline admin: %v\n", err)
 		return exitUsage
@@ -141,7 +181,7 @@ func (f adminFlags) call(ctx context.Context, stderr io.Writer, f2 func(ctx cont
 }
 
 func adminEnroll(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
-	af := addAdminFlags(fs, "admin-key", "admin private key file (required)")
+	af := addAdminFlags(fs, "admin-key", "admin private key file (required)", true)
 	pub := fs.String("pub", "", "public key file (PKIX PEM) to enrol (required)")
 	operator := fs.String("operator", "", "the person or organisation running the key (required)")
 	contact := fs.String("contact", "", "where notices about the key go (required)")
@@ -169,7 +209,7 @@ func adminEnroll(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 }
 
 func adminRevoke(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
-	af := addAdminFlags(fs, "admin-key", "admin private key file (required)")
+	af := addAdminFlags(fs, "admin-key", "admin private key file (required)", true)
 	keyID := fs.String("key-id", "", "key id to revoke (required)")
 	reason := fs.String("reason", "", "why (required; logged)")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -189,7 +229,7 @@ func adminRevoke(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 }
 
 func adminJobs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
-	af := addAdminFlags(fs, "admin-key", "admin private key file (required)")
+	af := addAdminFlags(fs, "admin-key", "admin private key file (required)", true)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -218,7 +258,7 @@ func adminJobs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 }
 
 func adminEnqueue(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
-	af := addAdminFlags(fs, "admin-key", "admin private key file (required)")
+	af := addAdminFlags(fs, "admin-key", "admin private key file (required)", true)
 	nvr := fs.String("nvr", "", "name-version-release (required)")
 	arch := fs.String("arch", "", "architecture (required)")
 	srpmURL := fs.String("srpm-url", "", "where builders fetch the SRPM (required)")
@@ -241,7 +281,7 @@ func adminEnqueue(ctx context.Context, fs *flag.FlagSet, args []string, stdout, 
 }
 
 func adminImportOfficial(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
-	af := addAdminFlags(fs, "key", "importer private key file, enrolled with role importer (required)")
+	af := addAdminFlags(fs, "key", "importer private key file, enrolled with role importer (required)", false)
 	nvr := fs.String("nvr", "", "name-version-release (required)")
 	arch := fs.String("arch", "", "architecture (required)")
 	srpmURL := fs.String("srpm-url", "", "where Koji's SRPM is (optional)")

@@ -24,9 +24,10 @@ import (
 )
 
 // newBuilderCoordinator makes the api client the daemon talks to the
-// coordinator and log with; requests are signed with the builder key.
-func newBuilderCoordinator(cfg builder.Config, s *attest.Signer) (builder.Coordinator, error) {
-	return api.NewClient(api.ClientConfig{URL: cfg.Coordinator, Signer: s, Arches: cfg.Arches})
+// coordinator and log with; requests are signed with the builder key for
+// the log of origin (from log_origin or log_key, never from the server).
+func newBuilderCoordinator(cfg builder.Config, s *attest.Signer, origin string) (builder.Coordinator, error) {
+	return api.NewClient(api.ClientConfig{URL: cfg.Coordinator, Signer: s, Origin: origin, Arches: cfg.Arches})
 }
 
 // runBuilder implements `skyline builder [run|status|enroll-request] ...`.
@@ -131,7 +132,7 @@ Flags:
 		fmt.Fprintf(stderr, "skyline builder: %v\n", err)
 		return exitUsage
 	}
-	coord, err := newBuilderCoordinator(cfg, signer)
+	coord, err := newBuilderCoordinator(cfg, signer, origin)
 	if err != nil {
 		fmt.Fprintf(stderr, "skyline builder: %v\n", err)
 		return exitUsage

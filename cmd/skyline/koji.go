@@ -76,6 +76,11 @@ type kojiConfig struct {
 		Server      string `toml:"server"`       // skyline serve base URL
 		AdminKey    string `toml:"admin_key"`    // enqueues jobs
 		ImporterKey string `toml:"importer_key"` // signs official builds
+		// The log the signed requests (enqueue) are for, named in each as
+		// its audience: origin, else the name of log_key (the log's
+		// signed-note verifier key), else publish.policy's log origin.
+		LogKey string `toml:"log_key"`
+		Origin string `toml:"origin"`
 	} `toml:"skyline"`
 	Publish struct {
 		Enabled   bool         `toml:"enabled"`   // koji-listen also publishes
@@ -233,11 +238,15 @@ func buildListener(cfg *kojiConfig, logger *slog.Logger, metrics *koji.ListenMet
 	if err != nil {
 		return nil, nil, err
 	}
-	adminClient, err := api.NewClient(api.ClientConfig{URL: cfg.Skyline.Server, Signer: admin})
+	origin, err := kojiLogOrigin(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	server, err := api.NewClient(api.ClientConfig{URL: cfg.Skyline.Server, Signer: importer})
+	adminClient, err := api.NewClient(api.ClientConfig{URL: cfg.Skyline.Server, Signer: admin, Origin: origin})
+	if err != nil {
+		return nil, nil, err
+	}
+	server, err := api.NewClient(api.ClientConfig{URL: cfg.Skyline.Server, Signer: importer, Origin: origin})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -267,6 +276,30 @@ func buildListener(cfg *kojiConfig, logger *slog.Logger, metrics *koji.ListenMet
 		}
 	}
 	return l, poller, nil
+}
+
+// kojiLogOrigin returns the origin of the log the importer's signed
+// requests are for, from the importer's own configuration (never from the
+// server): skyline.origin, else the name of skyline.log_key, else the log
+// origin of publish.policy.
+func kojiLogOrigin(cfg *kojiConfig) (string, error) {
+	switch {
+	case cfg.Skyline.Origin != "":
+		return cfg.Skyline.Origin, nil
+	case cfg.Skyline.LogKey != "":
+		v, err := note.NewVerifier(cfg.Skyline.LogKey)
+		if err != nil {
+			return "", fmt.Errorf("skyline.log_key: not a signed-note verifier key: %w", err)
+		}
+		return v.Name(), nil
+	case cfg.Publish.Policy != "":
+		pol, err := witness.LoadVerifyPolicy(cfg.Publish.Policy)
+		if err != nil {
+			return "", err
+		}
+		return pol.Log.Origin, nil
+	}
+	return "", errors.New("skyline.origin, skyline.log_key or publish.policy is required: a signed request names the log it is for")
 }
 
 // brokerTLS loads the client certificate and the broker's CA.

@@ -113,36 +113,37 @@ func TestAdminCommands(t *testing.T) {
 	}()
 	server := "http://" + addr
 	admin := filepath.Join(dir, "admin.key")
+	logKey := filepath.Join(dir, "log.vkey") // its name is the origin, skyline.test
 	adm := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
 		code := run(append([]string{"admin"}, args...), &out, &errb)
 		return code, out.String(), errb.String()
 	}
-	code, out, errs := adm("enroll", "--server", server, "--admin-key", admin, "--pub", filepath.Join(dir, "builder.pub"), "--operator", "alice", "--contact", "alice@example.org")
+	code, out, errs := adm("enroll", "--server", server, "--admin-key", admin, "--log-key", logKey, "--pub", filepath.Join(dir, "builder.pub"), "--operator", "alice", "--contact", "alice@example.org")
 	if code != exitOK || !strings.Contains(out, "enrolled") {
 		t.Fatalf("enroll: %d %s %s", code, out, errs)
 	}
-	code, out, errs = adm("enqueue", "--server", server, "--admin-key", admin, "--nvr", "hello-1.0-1", "--arch", "x86_64", "--srpm-url", "https://koji.example/hello.src.rpm", "--srpm-sha256", strings.Repeat("ab", 32), "--wanted", "3")
+	code, out, errs = adm("enqueue", "--server", server, "--admin-key", admin, "--log-key", logKey, "--nvr", "hello-1.0-1", "--arch", "x86_64", "--srpm-url", "https://koji.example/hello.src.rpm", "--srpm-sha256", strings.Repeat("ab", 32), "--wanted", "3")
 	if code != exitOK || !strings.Contains(out, "enqueued job") {
 		t.Fatalf("enqueue: %d %s %s", code, out, errs)
 	}
-	code, out, errs = adm("jobs", "--server", server, "--admin-key", admin)
+	code, out, errs = adm("jobs", "--server", server, "--admin-key", admin, "--log-key", logKey)
 	if code != exitOK || !strings.Contains(out, "hello-1.0-1") || !strings.Contains(out, "0/3") {
 		t.Fatalf("jobs: %d %s %s", code, out, errs)
 	}
 	// --json prints the server's answer.
-	code, out, errs = adm("enqueue", "--json", "--server", server, "--admin-key", admin, "--nvr", "hello-1.1-1", "--arch", "x86_64", "--srpm-url", "https://koji.example/hello-1.1-1.src.rpm", "--srpm-sha256", strings.Repeat("cd", 32))
+	code, out, errs = adm("enqueue", "--json", "--server", server, "--admin-key", admin, "--origin", "skyline.test", "--nvr", "hello-1.1-1", "--arch", "x86_64", "--srpm-url", "https://koji.example/hello-1.1-1.src.rpm", "--srpm-sha256", strings.Repeat("cd", 32))
 	var enq api.EnqueueResponse
 	if code != exitOK || json.Unmarshal([]byte(out), &enq) != nil || enq.Job.Build.NVR != "hello-1.1-1" || enq.Job.Wanted != 10 || enq.Index == 0 {
 		t.Fatalf("enqueue --json: %d %q %s", code, out, errs)
 	}
-	code, out, errs = adm("jobs", "--json", "--server", server, "--admin-key", admin)
+	code, out, errs = adm("jobs", "--json", "--server", server, "--admin-key", admin, "--log-key", logKey)
 	var jobs []coord.JobStatus
 	if code != exitOK || json.Unmarshal([]byte(out), &jobs) != nil || len(jobs) != 2 {
 		t.Fatalf("jobs --json: %d %q %s", code, out, errs)
 	}
 	// The builder key is no admin.
-	code, _, errs = adm("jobs", "--server", server, "--admin-key", filepath.Join(dir, "builder.key"))
+	code, _, errs = adm("jobs", "--server", server, "--admin-key", filepath.Join(dir, "builder.key"), "--log-key", logKey)
 	if code != exitFail || !strings.Contains(errs, "wrong_role") {
 		t.Fatalf("jobs with a builder key: %d %s", code, errs)
 	}
@@ -150,16 +151,35 @@ func TestAdminCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs = adm("revoke", "--server", server, "--admin-key", admin, "--key-id", b.KeyID(), "--reason", "lost laptop")
+	code, out, errs = adm("revoke", "--server", server, "--admin-key", admin, "--log-key", logKey, "--key-id", b.KeyID(), "--reason", "lost laptop")
 	if code != exitOK || !strings.Contains(out, "revoked") {
 		t.Fatalf("revoke: %d %s %s", code, out, errs)
 	}
-	code, _, errs = adm("revoke", "--server", server, "--admin-key", admin, "--key-id", b.KeyID(), "--reason", "again")
+	code, _, errs = adm("revoke", "--server", server, "--admin-key", admin, "--log-key", logKey, "--key-id", b.KeyID(), "--reason", "again")
 	if code != exitFail || !strings.Contains(errs, "revoked_key") {
 		t.Fatalf("second revoke: %d %s", code, errs)
 	}
 	if code, _, _ := adm("enroll", "--server", server); code != exitUsage {
 		t.Fatalf("enroll without flags: %d", code)
+	}
+	// A request names the log it is for: without --log-key or --origin
+	// nothing is sent; a request for another log is refused and changes
+	// nothing.
+	code, _, errs = adm("enqueue", "--server", server, "--admin-key", admin, "--nvr", "hello-2.0-1", "--arch", "x86_64", "--srpm-url", "https://koji.example/hello-2.0-1.src.rpm", "--srpm-sha256", strings.Repeat("ef", 32))
+	if code != exitUsage || !strings.Contains(errs, "--log-key or --origin is required") {
+		t.Fatalf("enqueue without the log's origin: %d %s", code, errs)
+	}
+	code, _, errs = adm("enqueue", "--server", server, "--admin-key", admin, "--origin", "staging.skyline.test", "--nvr", "hello-2.0-1", "--arch", "x86_64", "--srpm-url", "https://koji.example/hello-2.0-1.src.rpm", "--srpm-sha256", strings.Repeat("ef", 32))
+	if code != exitFail || !strings.Contains(errs, "wrong_log") {
+		t.Fatalf("enqueue for another log: %d %s", code, errs)
+	}
+	code, _, errs = adm("jobs", "--server", server, "--admin-key", admin, "--log-key", filepath.Join(dir, "admin.key"))
+	if code != exitUsage || !strings.Contains(errs, "--log-key") {
+		t.Fatalf("jobs with a --log-key that is no verifier key: %d %s", code, errs)
+	}
+	code, out, errs = adm("jobs", "--json", "--server", server, "--admin-key", admin, "--log-key", logKey)
+	if code != exitOK || json.Unmarshal([]byte(out), &jobs) != nil || len(jobs) != 2 {
+		t.Fatalf("jobs after the refused enqueues: %d %q %s", code, out, errs)
 	}
 
 	// import-official: refused for the admin key (configured, not an
@@ -174,7 +194,7 @@ func TestAdminCommands(t *testing.T) {
 	if code, _, errs := imp(admin); code != exitFail || !strings.Contains(errs, "unknown_key") {
 		t.Fatalf("import-official with the admin key: %d %s", code, errs)
 	}
-	code, out, errs = adm("enroll", "--server", server, "--admin-key", admin, "--pub", filepath.Join(dir, "importer.pub"), "--operator", "koji", "--contact", "koji@example.org", "--role", attest.RoleImporter)
+	code, out, errs = adm("enroll", "--server", server, "--admin-key", admin, "--log-key", logKey, "--pub", filepath.Join(dir, "importer.pub"), "--operator", "koji", "--contact", "koji@example.org", "--role", attest.RoleImporter)
 	if code != exitOK {
 		t.Fatalf("enroll importer: %d %s %s", code, out, errs)
 	}

@@ -139,7 +139,7 @@ func TestServeGathersFromWitness(t *testing.T) {
 	}()
 
 	var out, errb bytes.Buffer
-	if code := run([]string{"admin", "enroll", "--server", server, "--admin-key", filepath.Join(dir, "admin.key"), "--pub", filepath.Join(dir, "builder.pub"), "--operator", "alice", "--contact", "alice@example.org"}, &out, &errb); code != exitOK {
+	if code := run([]string{"admin", "enroll", "--server", server, "--admin-key", filepath.Join(dir, "admin.key"), "--log-key", filepath.Join(dir, "log.vkey"), "--pub", filepath.Join(dir, "builder.pub"), "--operator", "alice", "--contact", "alice@example.org"}, &out, &errb); code != exitOK {
 		t.Fatalf("enroll: %d %s", code, errb.String())
 	}
 	vkey, _ := os.ReadFile(filepath.Join(dir, "log.vkey"))
