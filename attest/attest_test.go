@@ -379,7 +379,7 @@ func validPayloads(t testing.TB, s *Signer, now time.Time) []payloadCase {
 	return []payloadCase{
 		{PayloadEnrolment, &Enrolment{KeyID: s.KeyID(), PublicKey: string(s.PublicPEM()), Role: RoleBuilder, Operator: "alice", Contact: "alice@example.org", Since: now}},
 		{PayloadRevocation, &Revocation{KeyID: s.KeyID(), Operator: "alice", Reason: "key lost", Until: now}},
-		{PayloadJob, &Job{JobID: "job-1", Build: bid, SRPMURL: "https://example.org/hello.src.rpm", Wanted: 10, Enqueued: now}},
+		{PayloadJob, &Job{JobID: "job-1", Build: bid, SRPMURL: "https://example.org/hello.src.rpm", Wanted: 10, Enqueued: now, Deadline: now.Add(7 * 24 * time.Hour)}},
 		{PayloadLease, &Lease{LeaseID: "lease-1", JobID: "job-1", Build: bid, KeyID: s.KeyID(), Operator: "alice", Slot: 3, Attempt: 1, Issued: now, Expires: now.Add(time.Hour)}},
 		{PayloadLeaseEnd, &LeaseEnd{LeaseID: "lease-1", JobID: "job-1", KeyID: s.KeyID(), Reason: LeaseExpired, At: now}},
 		{PayloadJobClose, &JobClose{JobID: "job-1", Build: bid, Results: 9, At: now}},

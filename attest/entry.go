@@ -60,13 +60,18 @@ type Revocation struct {
 	Until    time.Time `json:"until"`
 }
 
-// Job says that a build job was enqueued with Wanted leases.
+// Job says that a build job was enqueued with Wanted leases. No lease is
+// issued at or after Deadline, and once it has passed the job closes as
+// soon as no lease is live (docs/coordinator.md §Closing): the deadline is
+// logged so that a replay can check the closing without the server's
+// configuration.
 type Job struct {
 	JobID    string    `json:"job_id"`
 	Build    BuildID   `json:"build"`
 	SRPMURL  string    `json:"srpm_url"`
 	Wanted   int       `json:"wanted"`
 	Enqueued time.Time `json:"enqueued"`
+	Deadline time.Time `json:"deadline"`
 }
 
 // Lease says that a job slot was leased to a builder key until Expires.
@@ -100,8 +105,9 @@ const (
 	LeaseExpired   = "expired"
 )
 
-// JobClose says that a job is closed: every lease returned or expired, so
-// verdicts on its build may be final.
+// JobClose says that a job is closed: its wanted results are in, or every
+// lease returned or expired and either no slot can be leased any more or
+// the job's deadline has passed, so verdicts on its build may be final.
 type JobClose struct {
 	JobID   string    `json:"job_id"`
 	Build   BuildID   `json:"build"`

@@ -227,7 +227,16 @@ func (j *Job) check() error {
 	if j.Wanted < 1 {
 		return fmt.Errorf("attest: wanted %d: %w", j.Wanted, ErrBadField)
 	}
-	return checkTime("enqueued", j.Enqueued)
+	if err := checkTime("enqueued", j.Enqueued); err != nil {
+		return err
+	}
+	if err := checkTime("deadline", j.Deadline); err != nil {
+		return err
+	}
+	if !j.Deadline.After(j.Enqueued) {
+		return fmt.Errorf("attest: job deadline %s not after its enqueue time %s: %w", j.Deadline.Format(time.RFC3339), j.Enqueued.Format(time.RFC3339), ErrBadField)
+	}
+	return nil
 }
 
 func (l *Lease) check() error {

@@ -84,14 +84,14 @@ func TestParseRejects(t *testing.T) {
 	s := newSigner(t, "ed25519")
 	other := newSigner(t, "ed25519")
 	now := time.Date(2026, 11, 29, 11, 0, 0, 0, time.UTC)
-	good := signed(t, s, PayloadJob, mustJSON(t, &Job{JobID: "j", Build: testBuild().ID, Wanted: 1, Enqueued: now}))
+	good := signed(t, s, PayloadJob, mustJSON(t, &Job{JobID: "j", Build: testBuild().ID, Wanted: 1, Enqueued: now, Deadline: now.Add(7 * 24 * time.Hour)}))
 	var genv envelope
 	if err := json.Unmarshal(good, &genv); err != nil {
 		t.Fatal(err)
 	}
 	sig := fmt.Sprintf(`{"keyid":%q,"sig":%q}`, genv.Signatures[0].KeyID, genv.Signatures[0].Sig)
 	jobPayload := func(extra string) []byte {
-		return signed(t, s, PayloadJob, []byte(`{"job_id":"j","build":{"nvr":"a-1-1","arch":"noarch","srpm_sha256":"`+hexOf("x")+`"},"srpm_url":"","wanted":1,"enqueued":"2026-11-29T11:00:00Z"`+extra+`}`))
+		return signed(t, s, PayloadJob, []byte(`{"job_id":"j","build":{"nvr":"a-1-1","arch":"noarch","srpm_sha256":"`+hexOf("x")+`"},"srpm_url":"","wanted":1,"enqueued":"2026-11-29T11:00:00Z","deadline":"2026-12-06T11:00:00Z"`+extra+`}`))
 	}
 	keys := func(string) (*Verifier, error) { return s.Verifier(), nil }
 
@@ -153,6 +153,8 @@ func TestParseRejects(t *testing.T) {
 			pred(m, "runDetails", "builder")["id"] = BuilderID(other.KeyID())
 		}), nil, ErrKeyID},
 		{"bad keyid", envJSON(PayloadJob, []byte("{}"), `{"keyid":"me","sig":"AAAA"}`), nil, ErrBadField},
+		{"job without a deadline", signed(t, s, PayloadJob, mustJSON(t, &Job{JobID: "j", Build: testBuild().ID, Wanted: 1, Enqueued: now})), nil, ErrBadField},
+		{"job deadline at its enqueue", signed(t, s, PayloadJob, mustJSON(t, &Job{JobID: "j", Build: testBuild().ID, Wanted: 1, Enqueued: now, Deadline: now})), nil, ErrBadField},
 		{"bad lease-end reason", signed(t, s, PayloadLeaseEnd, mustJSON(t, &LeaseEnd{LeaseID: "l", JobID: "j", KeyID: s.KeyID(), Reason: "bored", At: now})), nil, ErrBadField},
 		{"signature does not verify", func() []byte {
 			var e envelope
@@ -165,10 +167,10 @@ func TestParseRejects(t *testing.T) {
 		{"payload swapped under signature", func() []byte {
 			var e envelope
 			_ = json.Unmarshal(good, &e)
-			e.Payload = base64.StdEncoding.EncodeToString(mustJSON(t, &Job{JobID: "k", Build: testBuild().ID, Wanted: 9, Enqueued: now}))
+			e.Payload = base64.StdEncoding.EncodeToString(mustJSON(t, &Job{JobID: "k", Build: testBuild().ID, Wanted: 9, Enqueued: now, Deadline: now.Add(7 * 24 * time.Hour)}))
 			return mustJSON(t, e)
 		}(), keys, ErrSignature},
-		{"signed by another key", signed(t, other, PayloadJob, mustJSON(t, &Job{JobID: "j", Build: testBuild().ID, Wanted: 1, Enqueued: now})), keys, ErrKeyID},
+		{"signed by another key", signed(t, other, PayloadJob, mustJSON(t, &Job{JobID: "j", Build: testBuild().ID, Wanted: 1, Enqueued: now, Deadline: now.Add(7 * 24 * time.Hour)})), keys, ErrKeyID},
 		{"unknown key", good, func(string) (*Verifier, error) { return nil, nil }, ErrUnknownKey},
 	}
 	seen := map[error]bool{}

@@ -3,6 +3,7 @@ package coord
 import (
 	"container/heap"
 	"fmt"
+	"time"
 
 	"github.com/fedora-skyline/skyline/attest"
 )
@@ -168,6 +169,7 @@ func (c *Coordinator) applyJob(index uint64, signer string, j attest.Job) error 
 	c.order = append(c.order, nj)
 	c.open[j.Build] = nj
 	c.builds[j.Build] = append(c.builds[j.Build], nj)
+	heap.Push(&c.due, nj)
 	c.recount(nj)
 	return nil
 }
@@ -188,6 +190,10 @@ func (c *Coordinator) applyLease(index uint64, signer string, l attest.Lease) er
 	}
 	if j.closed {
 		return fmt.Errorf("coord: lease %q: job %q: %w", l.LeaseID, l.JobID, ErrJobClosed)
+	}
+	// coordinator.md §Leasing: no lease at or after the job's deadline.
+	if !l.Issued.Before(j.j.Deadline) {
+		return fmt.Errorf("coord: lease %q issued %s, job %q deadline %s: %w", l.LeaseID, l.Issued.Format(time.RFC3339), l.JobID, j.j.Deadline.Format(time.RFC3339), ErrJobExpired)
 	}
 	if l.Build != j.j.Build || l.SRPMURL != j.j.SRPMURL {
 		return fmt.Errorf("coord: lease %q: build or srpm url differs from job %q: %w", l.LeaseID, l.JobID, ErrConflict)
@@ -320,8 +326,13 @@ func (c *Coordinator) applyJobClose(index uint64, signer string, jc attest.JobCl
 	if jc.Build != j.j.Build {
 		return fmt.Errorf("coord: job close of %q: build differs from the job's: %w", jc.JobID, ErrConflict)
 	}
-	// coordinator.md §Closing.
-	if !c.closable(j) {
+	// coordinator.md §Closing: judged by the close's own date, so that a
+	// replay checks that no job was closed before its deadline.
+	pastDeadline := !jc.At.Before(j.j.Deadline)
+	if !closableAt(j, pastDeadline) {
+		if closableAt(j, true) {
+			return fmt.Errorf("coord: job close of %q: %d of %d results in, %d slots leasable, closed at %s before its deadline %s: %w", jc.JobID, j.done, len(j.slots), j.free, jc.At.Format(time.RFC3339), j.j.Deadline.Format(time.RFC3339), ErrConflict)
+		}
 		return fmt.Errorf("coord: job close of %q: %d of %d results in, %d live leases, %d slots leasable: %w", jc.JobID, j.done, len(j.slots), j.live, j.free+j.held, ErrConflict)
 	}
 	if jc.Results != j.done {

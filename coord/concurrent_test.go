@@ -24,7 +24,7 @@ import (
 // replaying the log in index order refuses exactly the entries refused live
 // and gives the same state.
 func TestConcurrentLeasing(t *testing.T) {
-	f := newFixture(t, Config{LeaseTTL: time.Minute}, 77)
+	f := newFixture(t, Config{LeaseTTL: time.Minute, JobTTL: MaxJobTTL}, 77)
 	wit := f.enrol("w", attest.RoleWitness)
 	admin := f.enrol("admin", attest.RoleAdmin)
 	type builder struct {
@@ -36,8 +36,20 @@ func TestConcurrentLeasing(t *testing.T) {
 		arches := [][]string{{"x86_64"}, {"aarch64"}, {"x86_64", "aarch64"}}[i%3]
 		builders = append(builders, builder{f.enrol(fmt.Sprintf("op%d", i%8), attest.RoleBuilder), arches})
 	}
+	// The first 40 jobs reach their deadline 20 minutes (120 expirer
+	// passes) into the run, so deadline closes race the leasing; the
+	// others' deadline lies a year after t0, beyond the run.
 	for n := range 200 {
-		f.enqueue(n, []string{"x86_64", "aarch64"}[n%2], 5)
+		at := t0
+		if n < 40 {
+			at = t0.Add(20*time.Minute - MaxJobTTL)
+		}
+		b := build(n, []string{"x86_64", "aarch64"}[n%2])
+		r, err := f.c.Enqueue(attest.Job{Build: b, SRPMURL: "https://src.example.org/" + b.NVR + ".src.rpm", Wanted: 5}, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.commit(r)
 	}
 
 	var clock atomic.Int64 // seconds after t0
@@ -127,10 +139,12 @@ func TestConcurrentLeasing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
 	bg.Add(4)
-	go func() { // expirer: the clock advances 10 s per pass
+	go func() { // expirer: the clock advances 10 s per pass, up to half a year
 		defer bg.Done()
 		for ctx.Err() == nil {
-			clock.Add(10)
+			if clock.Load() < int64(MaxJobTTL/time.Second/2) {
+				clock.Add(10)
+			}
 			for _, r := range f.c.Expire(now()) {
 				commit(r)
 			}
@@ -186,6 +200,26 @@ func TestConcurrentLeasing(t *testing.T) {
 	if leased.Load() < 500 || delivered.Load() < 200 {
 		t.Fatalf("too little happened: %d leases, %d results", leased.Load(), delivered.Load())
 	}
+	// coordinator.md §Closing: jobs closed at their deadline before their
+	// slots were spent.
+	early := 0
+	for _, j := range f.c.Jobs() {
+		if j.Closed && !j.Close.At.Before(j.Job.Deadline) && j.Close.Results < j.Job.Wanted {
+			early++
+		}
+		if j.Closed && j.Job.Deadline.After(now()) && j.Close.Results < j.Job.Wanted {
+			leasable := false
+			for _, s := range j.Slots {
+				leasable = leasable || (!s.Done && s.Attempts < f.c.cfg.MaxAttempts)
+			}
+			if leasable {
+				t.Fatalf("job %s closed before its deadline with a leasable slot: %+v", j.Job.JobID, j)
+			}
+		}
+	}
+	if early == 0 {
+		t.Fatalf("no job closed at its deadline (clock at %s)", now())
+	}
 	checkInvariants(t, f.c)
 	for _, b := range builders[:2] {
 		if k, _ := f.c.Key(b.key); !k.Revoked {
@@ -205,5 +239,5 @@ func TestConcurrentLeasing(t *testing.T) {
 	if !reflect.DeepEqual(snap(c), snap(f.c)) {
 		t.Fatal("replay in log order differs from the state applied concurrently")
 	}
-	t.Logf("%d entries, %d leases, %d results, %d refused, %d paused requests", len(f.log), leased.Load(), delivered.Load(), len(refused), paused.Load())
+	t.Logf("%d entries, %d leases, %d results, %d refused, %d paused requests, %d jobs closed at their deadline, clock %s", len(f.log), leased.Load(), delivered.Load(), len(refused), paused.Load(), early, now().Sub(t0))
 }

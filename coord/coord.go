@@ -14,6 +14,7 @@
 package coord
 
 import (
+	"container/heap"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -46,6 +47,8 @@ var (
 	ErrDuplicateJob = errors.New("an open job for this build exists")
 	// ErrJobClosed: the job is closed.
 	ErrJobClosed = errors.New("job closed")
+	// ErrJobExpired: the lease is dated at or after its job's deadline.
+	ErrJobExpired = errors.New("job past its deadline")
 	// ErrNoLease: no lease has this id.
 	ErrNoLease = errors.New("no such lease")
 	// ErrNotLeaseHolder: the key does not hold the lease.
@@ -84,6 +87,13 @@ type Config struct {
 	// LeaseTTL is how long a lease lasts before it may be expired.
 	// Default 2h.
 	LeaseTTL time.Duration
+	// JobTTL is how long after its enqueue a job may be leased: a job's
+	// logged Deadline is its enqueue time plus JobTTL. From the deadline on
+	// no lease is issued, and the job closes once its live leases have
+	// ended, with the results counted so far. Default 7 days; at most
+	// MaxJobTTL (larger values are cut to it). Apply checks the logged
+	// deadline, not this value, so a replay need not know it.
+	JobTTL time.Duration
 	// MaxAttempts is how many leases one slot may have in total: the first
 	// and MaxAttempts-1 re-leases after a failure, abandonment or expiry.
 	// Default 3.
@@ -108,9 +118,24 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Job deadlines (coordinator.md §Closing, §Configuration).
+const (
+	// DefaultJobTTL is Config.JobTTL's default.
+	DefaultJobTTL = 7 * 24 * time.Hour
+	// MaxJobTTL bounds Config.JobTTL and, in Apply, how far a logged job's
+	// deadline may lie after its enqueue time.
+	MaxJobTTL = 365 * 24 * time.Hour
+)
+
 func (cfg Config) withDefaults() Config {
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 2 * time.Hour
+	}
+	if cfg.JobTTL <= 0 {
+		cfg.JobTTL = DefaultJobTTL
+	}
+	if cfg.JobTTL > MaxJobTTL {
+		cfg.JobTTL = MaxJobTTL
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 3
@@ -170,6 +195,7 @@ type Coordinator struct {
 	leases  map[string]*lease           // every lease ever applied
 	live    map[string]*lease           // live leases
 	expiry  leaseHeap                   // leases by expiry; ended ones are dropped lazily
+	due     jobHeap                     // jobs not yet seen past their deadline, by deadline; closed ones are dropped lazily
 	revoked map[*key]struct{}           // revoked keys that may hold live leases
 	pool    map[string]*pool            // per arch: open jobs with a leasable slot
 	close   map[*job]struct{}           // jobs that may close now
@@ -228,6 +254,7 @@ type job struct {
 	done    int                // slots whose lease delivered its whole result
 	closing bool               // a JobClose decision is outstanding
 	closed  bool
+	overdue bool // a decision's clock reached the deadline: not leasable
 	jc      attest.JobClose
 	closeAt uint64
 	poolAt  int // position in its arch pool, -1 when absent
@@ -286,8 +313,8 @@ func (p *pool) remove(j *job) {
 // closable set after its state changed. Callers hold c.mu.
 func (c *Coordinator) refresh(j *job) {
 	// coordinator.md §Leasing: a job is leasable when open, not closing,
-	// with a free slot.
-	leasable := !j.closed && !j.closing && j.free > 0
+	// before its deadline, with a free slot.
+	leasable := !j.closed && !j.closing && !j.overdue && j.free > 0
 	p := c.pool[j.j.Build.Arch]
 	switch {
 	case leasable && j.poolAt < 0:
@@ -306,14 +333,34 @@ func (c *Coordinator) refresh(j *job) {
 	}
 }
 
-// closable reports whether a job may close. coordinator.md §Closing: its
-// wanted results are in, or its leases are spent (no slot can be leased and
-// no lease is live or being logged).
-func (c *Coordinator) closable(j *job) bool {
+// closable reports whether a job may close now, as the decisions' clock
+// last saw it (j.overdue).
+func (c *Coordinator) closable(j *job) bool { return closableAt(j, j.overdue) }
+
+// closableAt reports whether a job may close, its deadline having passed
+// or not. coordinator.md §Closing: its wanted results are in, or no lease
+// is live or being logged and either no slot can be leased any more (its
+// leases are spent) or its deadline has passed.
+func closableAt(j *job, pastDeadline bool) bool {
 	if j.done == len(j.slots) {
 		return true
 	}
-	return j.live == 0 && j.free == 0 && j.held == 0
+	return j.live == 0 && j.held == 0 && (j.free == 0 || pastDeadline)
+}
+
+// advance marks the open jobs whose deadline is at or before now as
+// overdue: they leave the leasing pools and, once no lease is live, join
+// the closable set. Decisions call it with their clock; Apply never does,
+// since it checks the dates the entries carry. Callers hold c.mu.
+func (c *Coordinator) advance(now time.Time) {
+	for len(c.due) > 0 && !now.Before(c.due[0].j.Deadline) {
+		j := heap.Pop(&c.due).(*job)
+		if j.closed {
+			continue
+		}
+		j.overdue = true
+		c.refresh(j)
+	}
 }
 
 // randN returns a uniform integer in [0, n) from the configured source.
@@ -343,6 +390,27 @@ func (c *Coordinator) newID() (string, error) {
 		return "", fmt.Errorf("coord: read randomness: %w", err)
 	}
 	return fmt.Sprintf("%x", b[:]), nil
+}
+
+// jobHeap is a min-heap of jobs by deadline, then log index
+// (container/heap).
+type jobHeap []*job
+
+func (h jobHeap) Len() int { return len(h) }
+func (h jobHeap) Less(a, b int) bool {
+	if !h[a].j.Deadline.Equal(h[b].j.Deadline) {
+		return h[a].j.Deadline.Before(h[b].j.Deadline)
+	}
+	return h[a].index < h[b].index
+}
+func (h jobHeap) Swap(a, b int) { h[a], h[b] = h[b], h[a] }
+func (h *jobHeap) Push(x any)   { *h = append(*h, x.(*job)) }
+func (h *jobHeap) Pop() any {
+	old := *h
+	j := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return j
 }
 
 // leaseHeap is a min-heap of leases by expiry, then log index

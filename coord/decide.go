@@ -14,8 +14,8 @@ import (
 const rejectTries = 32
 
 // Enqueue decides to enqueue a job for j.Build, to be fetched from j.SRPMURL,
-// with j.Wanted results (0: Config.DefaultWanted). The job id and enqueue
-// time are set here; the returned Reservation's Payload is the attest.Job to
+// with j.Wanted results (0: Config.DefaultWanted). The job id, enqueue
+// time and deadline (enqueue time plus Config.JobTTL) are set here; the returned Reservation's Payload is the attest.Job to
 // log. A build with an open job (or one being logged) is refused with
 // ErrDuplicateJob: the BuildID is the idempotent enqueue key.
 func (c *Coordinator) Enqueue(j attest.Job, now time.Time) (*Reservation, error) {
@@ -26,6 +26,7 @@ func (c *Coordinator) Enqueue(j attest.Job, now time.Time) (*Reservation, error)
 		return nil, err
 	}
 	j.JobID, j.Enqueued = id, norm(now)
+	j.Deadline = j.Enqueued.Add(c.cfg.JobTTL)
 	if j.Wanted == 0 {
 		j.Wanted = c.cfg.DefaultWanted
 	}
@@ -60,9 +61,9 @@ func (c *Coordinator) builderKey(keyID string) (*key, error) {
 
 // NextLease decides a lease for the builder key keyID, which builds for
 // arches, at time now. The job is chosen uniformly at random among the jobs
-// the key is eligible for (coordinator.md §Eligibility): open, for one of
-// arches, with a free slot, and not leased before to the key's operator
-// through any of its keys. The returned Reservation's Payload is the
+// the key is eligible for (coordinator.md §Eligibility): open, before its
+// deadline at now, for one of arches, with a free slot, and not leased
+// before to the key's operator through any of its keys. The returned Reservation's Payload is the
 // attest.Lease to log; it holds the slot until applied or released.
 //
 // Errors: ErrUnknownKey, ErrRevoked, ErrNotBuilder, ErrPaused, ErrNoJob,
@@ -81,6 +82,9 @@ func (c *Coordinator) NextLease(keyID string, arches []string, now time.Time) (*
 	if len(arches) == 0 {
 		return nil, invalid("lease", "key %q builds no arch", keyID)
 	}
+	now = norm(now)
+	// coordinator.md §Leasing: jobs at or past their deadline leave the pools.
+	c.advance(now)
 	op := k.enrol.Operator
 	pools := make([]*pool, 0, len(arches))
 	total := 0
@@ -141,7 +145,6 @@ func (c *Coordinator) NextLease(keyID string, arches []string, now time.Time) (*
 	if err != nil {
 		return nil, err
 	}
-	now = norm(now)
 	l := attest.Lease{
 		LeaseID:  id,
 		JobID:    chosen.j.JobID,
@@ -286,13 +289,16 @@ func (c *Coordinator) Expire(now time.Time) []*Reservation {
 }
 
 // Closable decides the closing of every job that may close now
-// (coordinator.md §Closing): its wanted results are in, or no slot can be
-// leased any more and no lease is live. One Reservation per job, its Payload
-// an attest.JobClose, in enqueue order. A closing job gets no new lease.
+// (coordinator.md §Closing): its wanted results are in, or no lease is live
+// and either no slot can be leased any more or the job's deadline is at or
+// before now. One Reservation per job, its Payload an attest.JobClose with
+// the results counted so far, in enqueue order. A closing job gets no new
+// lease.
 func (c *Coordinator) Closable(now time.Time) []*Reservation {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now = norm(now)
+	c.advance(now)
 	jobs := make([]*job, 0, len(c.close))
 	for j := range c.close {
 		jobs = append(jobs, j)
@@ -300,6 +306,11 @@ func (c *Coordinator) Closable(now time.Time) []*Reservation {
 	sort.Slice(jobs, func(a, b int) bool { return jobs[a].index < jobs[b].index })
 	rs := make([]*Reservation, 0, len(jobs))
 	for _, j := range jobs {
+		if !closableAt(j, !now.Before(j.j.Deadline)) {
+			// Overdue by an earlier decision's later clock: Apply would
+			// refuse a close dated now.
+			continue
+		}
 		j.closing = true
 		c.refresh(j)
 		jc := attest.JobClose{JobID: j.j.JobID, Build: j.j.Build, Results: j.done, At: now}

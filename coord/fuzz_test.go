@@ -34,6 +34,10 @@ func fuzzKeys(t testing.TB) []attest.Enrolment {
 	return ens
 }
 
+// fuzzJobTTL is the fuzzed coordinator's JobTTL: short enough that a few
+// "time passes" steps reach the deadlines.
+const fuzzJobTTL = 3 * time.Hour
+
 // FuzzApply drives the coordinator with a program of decisions, results,
 // expiries, closings, alarms, revocations and mutated copies of logged
 // entries, two bytes per step. After every step the invariants hold; a
@@ -46,13 +50,13 @@ func FuzzApply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, prog []byte) { runProgram(t, ens, prog) })
 }
 
-// runProgram runs one FuzzApply program.
-func runProgram(t *testing.T, ens []attest.Enrolment, prog []byte) {
+// runProgram runs one FuzzApply program and returns its fixture.
+func runProgram(t *testing.T, ens []attest.Enrolment, prog []byte) *fixture {
 	{
 		if len(prog) > 400 {
 			prog = prog[:400]
 		}
-		fx := newFixture(t, Config{LeaseTTL: time.Hour, MaxAttempts: 2}, 5)
+		fx := newFixture(t, Config{LeaseTTL: time.Hour, MaxAttempts: 2, JobTTL: fuzzJobTTL}, 5)
 		keys := make([]string, len(ens))
 		for i, en := range ens {
 			fx.apply(authority, en)
@@ -174,6 +178,7 @@ func runProgram(t *testing.T, ens []attest.Enrolment, prog []byte) {
 		}
 		fx.checkReplay()
 		t.Logf("%d steps, %d entries, %d leases", len(prog)/2, len(fx.log), len(leases))
+		return fx
 	}
 }
 
@@ -182,7 +187,7 @@ func mutate(p any, op, arg byte, keys []string) any {
 	k := keys[int(arg)%len(keys)]
 	switch v := p.(type) {
 	case attest.Lease:
-		switch arg % 6 {
+		switch arg % 7 {
 		case 0:
 			v.LeaseID = "m" + v.LeaseID[1:]
 		case 1:
@@ -195,6 +200,9 @@ func mutate(p any, op, arg byte, keys []string) any {
 			v.LeaseID, v.KeyID, v.Operator = "n"+v.LeaseID[1:], k, "b"
 		case 5:
 			v.Expires = v.Issued
+		case 6: // at or past its job's deadline
+			v.LeaseID, v.Slot = "d"+v.LeaseID[1:], 0
+			v.Issued, v.Expires = v.Issued.Add(fuzzJobTTL), v.Expires.Add(fuzzJobTTL)
 		}
 		return v
 	case attest.LeaseEnd:
@@ -208,12 +216,21 @@ func mutate(p any, op, arg byte, keys []string) any {
 		}
 		return v
 	case attest.JobClose:
-		v.Results += 1 + int(arg%2)
+		if arg%4 == 3 {
+			v.At = v.At.Add(-fuzzJobTTL) // before the job's deadline
+		} else {
+			v.Results += 1 + int(arg%2)
+		}
 		return v
 	case attest.Job:
 		v.JobID = "m" + v.JobID[1:]
-		if op == 9 {
+		switch {
+		case op == 9:
 			v.Wanted = 0
+		case arg%3 == 1:
+			v.Deadline = v.Enqueued
+		case arg%3 == 2:
+			v.Deadline = v.Enqueued.Add(MaxJobTTL + time.Second)
 		}
 		return v
 	case Result:

@@ -232,7 +232,7 @@ func checkInvariants(t testing.TB, c *Coordinator) {
 			}
 		}
 		inPool := j.poolAt >= 0
-		if want := !j.closed && !j.closing && j.free > 0; inPool != want {
+		if want := !j.closed && !j.closing && !j.overdue && j.free > 0; inPool != want {
 			t.Fatalf("job %q in pool %v, want %v", j.j.JobID, inPool, want)
 		}
 		if inPool && c.pool[j.j.Build.Arch].jobs[j.poolAt] != j {

@@ -116,6 +116,10 @@ func (c *Coordinator) validJob(j attest.Job) error {
 	if j.Enqueued.IsZero() {
 		return invalid("job", "no enqueue time")
 	}
+	// coordinator.md §Closing: the deadline is logged with the job.
+	if !j.Deadline.After(j.Enqueued) || j.Deadline.Sub(j.Enqueued) > MaxJobTTL {
+		return invalid("job", "deadline %s not in (%s, +%s]", j.Deadline.Format(time.RFC3339), j.Enqueued.Format(time.RFC3339), MaxJobTTL)
+	}
 	return nil
 }
 
