@@ -195,7 +195,7 @@ func TestBadInput(t *testing.T) {
 		{"wrong role", "official build signed by a builder", post("/submit", official(t, alice, la.Build)), 403, "wrong_role"},
 		{"wrong role", "attestation signed by a witness", post("/submit", attestation(t, wit, la.Build, la.LeaseID, "W")), 403, "wrong_role"},
 		{"wrong role", "enqueue signed by a builder", post("/admin/enqueue", signReq(t, alice, ActionEnqueue, EnqueueBody{NVR: "x-1-1", Arch: "x86_64", SRPMSHA256: sha("x")}, now())), 403, "wrong_role"},
-		{"not submittable", "a job entry", post("/submit", mustSign(t, alice, attest.PayloadJob, &attest.Job{JobID: "j", Build: la.Build, Wanted: 1, Enqueued: now()})), 403, "not_submittable"},
+		{"not submittable", "a job entry", post("/submit", mustSign(t, alice, attest.PayloadJob, &attest.Job{JobID: "j", Build: la.Build, Wanted: 1, Enqueued: now(), Deadline: now().Add(7 * 24 * time.Hour)})), 403, "not_submittable"},
 		{"no lease", "made-up lease id", post("/submit", attestation(t, alice, la.Build, strings.Repeat("ab", 16), "A")), 409, "no_lease"},
 		{"someone else's lease", "bob submits under alice's lease", post("/submit", attestation(t, bob, la.Build, la.LeaseID, "B")), 403, "not_lease_holder"},
 		{"someone else's lease", "bob ends alice's lease", post("/lease/"+la.LeaseID+"/end", signReq(t, bob, ActionLeaseEnd, LeaseEndBody{LeaseID: la.LeaseID, Reason: attest.LeaseAbandoned}, now())), 403, "not_lease_holder"},

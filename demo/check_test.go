@@ -189,7 +189,7 @@ func newTestLog(t *testing.T) *testLog {
 		return e
 	}
 	tl.entries = [][]byte{
-		sign(coord, attest.PayloadJob, &attest.Job{JobID: "job1", Build: build, SRPMURL: "https://example.org/hello.src.rpm", Wanted: 10, Enqueued: now}),
+		sign(coord, attest.PayloadJob, &attest.Job{JobID: "job1", Build: build, SRPMURL: "https://example.org/hello.src.rpm", Wanted: 10, Enqueued: now, Deadline: now.Add(7 * 24 * time.Hour)}),
 		sign(w, attest.PayloadVerdict, &attest.Verdict{Build: build, Verdict: "insufficient", TreeSize: 1, Groups: []attest.VerdictGroup{}, At: now}),
 	}
 	tl.lookup = map[string]string{"hello-1.0-1": `{"nvr":"hello-1.0-1","entries":[{"index":0,"type":"job"},{"index":1,"type":"verdict"}]}`}

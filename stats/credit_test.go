@@ -346,7 +346,7 @@ func TestRefusedEntries(t *testing.T) {
 	tr := replay(t, w.config(), w.entries)
 	want := tr.Snapshot()
 
-	leaseByBuilder, err := attest.Sign(a, attest.PayloadJob, &attest.Job{JobID: "j", Build: buildID("x-1-1"), Wanted: 1, Enqueued: epoch})
+	leaseByBuilder, err := attest.Sign(a, attest.PayloadJob, &attest.Job{JobID: "j", Build: buildID("x-1-1"), Wanted: 1, Enqueued: epoch, Deadline: epoch.Add(7 * 24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}

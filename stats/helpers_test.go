@@ -135,7 +135,7 @@ func (w *world) job(nvr string) attest.BuildID {
 	b := buildID(nvr)
 	id := "job-" + nvr
 	w.jobs[b] = id
-	w.sign(w.coord, attest.PayloadJob, &attest.Job{JobID: id, Build: b, SRPMURL: "https://example.org/" + nvr + ".src.rpm", Wanted: 10, Enqueued: w.now})
+	w.sign(w.coord, attest.PayloadJob, &attest.Job{JobID: id, Build: b, SRPMURL: "https://example.org/" + nvr + ".src.rpm", Wanted: 10, Enqueued: w.now, Deadline: w.now.Add(7 * 24 * time.Hour)})
 	return b
 }
 

@@ -76,7 +76,8 @@ func TestAuditDiscrepancies(t *testing.T) {
 	stranger := vnetBuilder{op: "stranger", key: vnetKey(t)}
 	unenrolled := n.result(leases[5], stranger, vnetSubjects(b, ""))
 	// An entry whose signature does not verify.
-	env, err := attest.Sign(n.coord, attest.PayloadJob, &attest.Job{JobID: "tampered", Build: b, Wanted: 1, Enqueued: n.tick()})
+	at := n.tick()
+	env, err := attest.Sign(n.coord, attest.PayloadJob, &attest.Job{JobID: "tampered", Build: b, Wanted: 1, Enqueued: at, Deadline: at.AddDate(0, 0, 7)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,7 +69,7 @@ func newSynthetic(t testing.TB, nBuilders, jobs, perJob, dissentEvery int) *synt
 		nvr := fmt.Sprintf("pkg%d-1.0-1.fc41", j)
 		build := attest.BuildID{NVR: nvr, Arch: "x86_64", SRPMSHA256: hexSum(nvr)}
 		jobID := fmt.Sprintf("job%d", j)
-		s.add(t, s.sign(t, s.coord, attest.PayloadJob, &attest.Job{JobID: jobID, Build: build, Wanted: perJob, Enqueued: t0}))
+		s.add(t, s.sign(t, s.coord, attest.PayloadJob, &attest.Job{JobID: jobID, Build: build, Wanted: perJob, Enqueued: t0, Deadline: t0.Add(7 * 24 * time.Hour)}))
 		var leases []attest.Lease
 		for k := range perJob {
 			b := s.builders[(j+k)%nBuilders]
@@ -156,9 +156,9 @@ func TestCatchUpRefusesForgedEntries(t *testing.T) {
 	b := attest.BuildID{NVR: "evil-1-1", Arch: "x86_64", SRPMSHA256: hexSum("evil")}
 	// A job signed by a stranger, an enrolment by a builder key, and a
 	// coordinator lease whose signature is broken.
-	s.add(t, s.sign(t, stranger, attest.PayloadJob, &attest.Job{JobID: "evil", Build: b, Wanted: 1, Enqueued: t0}))
+	s.add(t, s.sign(t, stranger, attest.PayloadJob, &attest.Job{JobID: "evil", Build: b, Wanted: 1, Enqueued: t0, Deadline: t0.Add(7 * 24 * time.Hour)}))
 	s.add(t, s.sign(t, s.builders[0], attest.PayloadEnrolment, &attest.Enrolment{KeyID: stranger.KeyID(), PublicKey: string(stranger.PublicPEM()), Role: attest.RoleBuilder, Operator: "evil", Contact: "e@example.org", Since: t0}))
-	lease := s.sign(t, s.coord, attest.PayloadJob, &attest.Job{JobID: "evil2", Build: b, Wanted: 1, Enqueued: t0})
+	lease := s.sign(t, s.coord, attest.PayloadJob, &attest.Job{JobID: "evil2", Build: b, Wanted: 1, Enqueued: t0, Deadline: t0.Add(7 * 24 * time.Hour)})
 	var env struct {
 		PayloadType string `json:"payloadType"`
 		Payload     string `json:"payload"`
@@ -430,7 +430,7 @@ func TestCatchUpRefusedEnrolmentThenEnrolment(t *testing.T) {
 		first := s.entries
 		s.add(t, good)
 		b := attest.BuildID{NVR: "late-1-1", Arch: "x86_64", SRPMSHA256: hexSum("late")}
-		s.add(t, s.sign(t, s.coord, attest.PayloadJob, &attest.Job{JobID: "late", Build: b, Wanted: 1, Enqueued: t0}))
+		s.add(t, s.sign(t, s.coord, attest.PayloadJob, &attest.Job{JobID: "late", Build: b, Wanted: 1, Enqueued: t0, Deadline: t0.Add(7 * 24 * time.Hour)}))
 		l := attest.Lease{LeaseID: "late-l", JobID: "late", Build: b, KeyID: late.KeyID(), Operator: "late", Issued: t0, Expires: t0.Add(time.Hour)}
 		s.add(t, s.sign(t, s.coord, attest.PayloadLease, &l))
 		envs, err := attest.NewSubjectAttestations(attest.Build{ID: b, Backend: "rpmbuild", Chroot: "fedora-41-x86_64", LeaseID: l.LeaseID, Started: t0, Finished: t0.Add(time.Minute)},

@@ -71,7 +71,7 @@ func TestFoldMultiPartResults(t *testing.T) {
 		builders = append(builders, k)
 		ff.must(mustSign(t, coord, attest.PayloadEnrolment, &attest.Enrolment{KeyID: k.KeyID(), PublicKey: string(k.PublicPEM()), Role: attest.RoleBuilder, Operator: fmt.Sprintf("op%d", i), Contact: "c@example.org", Since: t0}))
 	}
-	ff.must(mustSign(t, coord, attest.PayloadJob, &attest.Job{JobID: "j", Build: b, Wanted: 5, Enqueued: t0}))
+	ff.must(mustSign(t, coord, attest.PayloadJob, &attest.Job{JobID: "j", Build: b, Wanted: 5, Enqueued: t0, Deadline: t0.Add(7 * 24 * time.Hour)}))
 	var subs []attest.Subject
 	for i := range 900 {
 		name := fmt.Sprintf("texlive-pkg%04d-2024-1.fc41.x86_64.rpm", i)
@@ -129,7 +129,7 @@ func TestFoldRefuses(t *testing.T) {
 	b := attest.BuildID{NVR: "a-1-1", Arch: "x86_64", SRPMSHA256: hexSum("a")}
 	enrol := mustSign(t, coord, attest.PayloadEnrolment, &attest.Enrolment{KeyID: k.KeyID(), PublicKey: string(k.PublicPEM()), Role: attest.RoleBuilder, Operator: "op", Contact: "c@example.org", Since: t0})
 	ff.must(enrol)
-	ff.must(mustSign(t, coord, attest.PayloadJob, &attest.Job{JobID: "j", Build: b, Wanted: 1, Enqueued: t0}))
+	ff.must(mustSign(t, coord, attest.PayloadJob, &attest.Job{JobID: "j", Build: b, Wanted: 1, Enqueued: t0, Deadline: t0.Add(7 * 24 * time.Hour)}))
 	ff.must(mustSign(t, coord, attest.PayloadJobClose, &attest.JobClose{JobID: "j", Build: b, At: t0}))
 	for _, tc := range []struct {
 		name string
@@ -138,10 +138,10 @@ func TestFoldRefuses(t *testing.T) {
 	}{
 		{"enrolled twice", mustSign(t, coord, attest.PayloadEnrolment, &attest.Enrolment{KeyID: k.KeyID(), PublicKey: string(k.PublicPEM()), Role: attest.RoleBuilder, Operator: "op2", Contact: "c@example.org", Since: t0}), ErrEntry},
 		{"lease of an unknown job", mustSign(t, coord, attest.PayloadLease, &attest.Lease{LeaseID: "l", JobID: "nope", Build: b, KeyID: k.KeyID(), Operator: "op", Issued: t0, Expires: t0.Add(time.Hour)}), ErrEntry},
-		{"job logged twice", mustSign(t, coord, attest.PayloadJob, &attest.Job{JobID: "j", Build: b, Wanted: 1, Enqueued: t0}), ErrEntry},
+		{"job logged twice", mustSign(t, coord, attest.PayloadJob, &attest.Job{JobID: "j", Build: b, Wanted: 1, Enqueued: t0, Deadline: t0.Add(7 * 24 * time.Hour)}), ErrEntry},
 		{"closed twice", mustSign(t, coord, attest.PayloadJobClose, &attest.JobClose{JobID: "j", Build: b, At: t0}), ErrEntry},
 		{"revocation of an unknown key", mustSign(t, coord, attest.PayloadRevocation, &attest.Revocation{KeyID: stranger.KeyID(), Operator: "x", Reason: "r", Until: t0}), ErrEntry},
-		{"job by a stranger", mustSign(t, stranger, attest.PayloadJob, &attest.Job{JobID: "j2", Build: b, Wanted: 1, Enqueued: t0}), ErrSigner},
+		{"job by a stranger", mustSign(t, stranger, attest.PayloadJob, &attest.Job{JobID: "j2", Build: b, Wanted: 1, Enqueued: t0, Deadline: t0.Add(7 * 24 * time.Hour)}), ErrSigner},
 		{"enrolment by a builder", mustSign(t, k, attest.PayloadEnrolment, &attest.Enrolment{KeyID: stranger.KeyID(), PublicKey: string(stranger.PublicPEM()), Role: attest.RoleBuilder, Operator: "s", Contact: "c@example.org", Since: t0}), ErrSigner},
 		{"verdict by a builder", mustSign(t, k, attest.PayloadVerdict, &attest.Verdict{Build: b, Verdict: attest.VerdictInsufficient, At: t0}), ErrSigner},
 		{"alarm clear of no alarm", mustSign(t, coord, attest.PayloadAlarmClear, &attest.AlarmClear{AlarmIndex: 1, Reason: "r", At: t0}), ErrEntry},

@@ -168,7 +168,8 @@ func vnetBuild(nvr, arch string) attest.BuildID {
 
 func (n *vnet) job(b attest.BuildID) string {
 	id := fmt.Sprintf("job-%s-%s", b.NVR, b.Arch)
-	n.sign(n.coord, attest.PayloadJob, &attest.Job{JobID: id, Build: b, Wanted: 10, Enqueued: n.tick()})
+	at := n.tick()
+	n.sign(n.coord, attest.PayloadJob, &attest.Job{JobID: id, Build: b, Wanted: 10, Enqueued: at, Deadline: at.Add(7 * 24 * time.Hour)})
 	return id
 }
 
