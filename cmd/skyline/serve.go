@@ -59,6 +59,11 @@ type serveConfig struct {
 	TickInterval time.Duration `toml:"tick_interval"`
 	// LeaseTTL is how long a lease lasts. Default 2h.
 	LeaseTTL time.Duration `toml:"lease_ttl"`
+	// JobTTL is how long after its enqueue a job may be leased: the job's
+	// logged deadline. Past it the job closes once its last lease ended,
+	// with the results it has, so its verdict becomes final. Default 168h
+	// (7 days), at most 8760h (coord.MaxJobTTL).
+	JobTTL time.Duration `toml:"job_ttl"`
 	// MaxAttempts is how many leases one job slot may have. Default 3.
 	MaxAttempts int `toml:"max_attempts"`
 	// DefaultWanted is a job's result count when the enqueuer gives none.
@@ -132,6 +137,8 @@ func loadServeConfig(path string) (serveConfig, error) {
 		return cfg, fmt.Errorf("serve: %s: log_key and coordinator_key are required: %w", path, errConfig)
 	case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
 		return cfg, fmt.Errorf("serve: %s: set both tls_cert and tls_key, or neither: %w", path, errConfig)
+	case cfg.JobTTL < 0 || cfg.JobTTL > coord.MaxJobTTL:
+		return cfg, fmt.Errorf("serve: %s: job_ttl %s not in (0, %s]: %w", path, cfg.JobTTL, coord.MaxJobTTL, errConfig)
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
@@ -228,7 +235,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, ready chan<- 
 	defer lg.Close()
 	svc, err := coord.NewService(ctx, coord.ServiceConfig{
 		Log: lg, Signer: coordKey, IndexCache: idx, AdminKeys: admins, TickInterval: cfg.TickInterval, Logger: logger,
-		Coord: coord.Config{LeaseTTL: cfg.LeaseTTL, MaxAttempts: cfg.MaxAttempts, DefaultWanted: cfg.DefaultWanted, MaxWanted: cfg.MaxWanted},
+		Coord: coord.Config{LeaseTTL: cfg.LeaseTTL, JobTTL: cfg.JobTTL, MaxAttempts: cfg.MaxAttempts, DefaultWanted: cfg.DefaultWanted, MaxWanted: cfg.MaxWanted},
 	})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
@@ -57,6 +58,8 @@ func TestServeConfigStrict(t *testing.T) {
 		{"half TLS", "tls_cert = \"/x.pem\"\n"},
 		{"bad duration", "lease_ttl = \"two hours\"\n"},
 		{"bad log level", "log_level = \"loud\"\n"},
+		{"job_ttl beyond a year", "job_ttl = \"8761h\"\n"},
+		{"negative job_ttl", "job_ttl = \"-1h\"\n"},
 	} {
 		if _, err := loadServeConfig(writeConfig(t, dir, tc.extra)); !errors.Is(err, errConfig) {
 			t.Errorf("%s: %v, want errConfig", tc.name, err)
@@ -95,7 +98,7 @@ func TestAdminCommands(t *testing.T) {
 	writeKey(t, dir, "log")
 	writeKey(t, dir, "admin")
 	writeKey(t, dir, "builder")
-	cfg, err := loadServeConfig(writeConfig(t, dir, ""))
+	cfg, err := loadServeConfig(writeConfig(t, dir, "job_ttl = \"48h\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +139,10 @@ func TestAdminCommands(t *testing.T) {
 	var enq api.EnqueueResponse
 	if code != exitOK || json.Unmarshal([]byte(out), &enq) != nil || enq.Job.Build.NVR != "hello-1.1-1" || enq.Job.Wanted != 10 || enq.Index == 0 {
 		t.Fatalf("enqueue --json: %d %q %s", code, out, errs)
+	}
+	// job_ttl sets the logged deadline.
+	if got := enq.Job.Deadline.Sub(enq.Job.Enqueued); got != 48*time.Hour {
+		t.Fatalf("job deadline %s after its enqueue, want job_ttl 48h", got)
 	}
 	code, out, errs = adm("jobs", "--json", "--server", server, "--admin-key", admin, "--log-key", logKey)
 	var jobs []coord.JobStatus
