@@ -245,13 +245,14 @@ func adminJobs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 		if *af.json {
 			return af.print(stdout, jobs, "")
 		}
-		fmt.Fprintf(stdout, "%-32s  %-40s  %-8s  %-6s  %-5s  %s\n", "JOB", "NVR", "ARCH", "STATE", "LIVE", "RESULTS")
+		fmt.Fprintf(stdout, "%-32s  %-40s  %-8s  %-6s  %-5s  %-7s  %s\n", "JOB", "NVR", "ARCH", "STATE", "LIVE", "RESULTS", "DEADLINE")
 		for _, j := range jobs {
 			state := "open"
 			if j.Closed {
 				state = "closed"
 			}
-			fmt.Fprintf(stdout, "%-32s  %-40s  %-8s  %-6s  %-5d  %d/%d\n", j.Job.JobID, j.Job.Build.NVR, j.Job.Build.Arch, state, len(j.Live), len(j.Results), j.Job.Wanted)
+			results := fmt.Sprintf("%d/%d", len(j.Results), j.Job.Wanted)
+			fmt.Fprintf(stdout, "%-32s  %-40s  %-8s  %-6s  %-5d  %-7s  %s\n", j.Job.JobID, j.Job.Build.NVR, j.Job.Build.Arch, state, len(j.Live), results, j.Job.Deadline.UTC().Format(time.RFC3339))
 		}
 		return nil
 	})
@@ -276,7 +277,7 @@ func adminEnqueue(ctx context.Context, fs *flag.FlagSet, args []string, stdout, 
 		if err != nil {
 			return err
 		}
-		return af.print(stdout, res, "enqueued job %s (%s.%s, %d wanted) at index %d\n", res.Job.JobID, *nvr, *arch, res.Job.Wanted, res.Index)
+		return af.print(stdout, res, "enqueued job %s (%s.%s, %d wanted, deadline %s) at index %d\n", res.Job.JobID, *nvr, *arch, res.Job.Wanted, res.Job.Deadline.UTC().Format(time.RFC3339), res.Index)
 	})
 }
 

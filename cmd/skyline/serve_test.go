@@ -140,9 +140,13 @@ func TestAdminCommands(t *testing.T) {
 	if code != exitOK || json.Unmarshal([]byte(out), &enq) != nil || enq.Job.Build.NVR != "hello-1.1-1" || enq.Job.Wanted != 10 || enq.Index == 0 {
 		t.Fatalf("enqueue --json: %d %q %s", code, out, errs)
 	}
-	// job_ttl sets the logged deadline.
+	// job_ttl sets the logged deadline, which `admin jobs` shows.
 	if got := enq.Job.Deadline.Sub(enq.Job.Enqueued); got != 48*time.Hour {
 		t.Fatalf("job deadline %s after its enqueue, want job_ttl 48h", got)
+	}
+	code, out, errs = adm("jobs", "--server", server, "--admin-key", admin, "--log-key", logKey)
+	if code != exitOK || !strings.Contains(out, "DEADLINE") || !strings.Contains(out, enq.Job.Deadline.UTC().Format(time.RFC3339)) {
+		t.Fatalf("jobs does not show the deadline %s: %d %s %s", enq.Job.Deadline, code, out, errs)
 	}
 	code, out, errs = adm("jobs", "--json", "--server", server, "--admin-key", admin, "--log-key", logKey)
 	var jobs []coord.JobStatus
