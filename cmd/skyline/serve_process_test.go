@@ -19,6 +19,7 @@ import (
 
 	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/coord"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -176,6 +177,10 @@ func TestServeCrashLosesNothingAcknowledged(t *testing.T) {
 				c := client(key)
 				for rctx.Err() == nil {
 					l, err := c.Lease(rctx)
+					if errors.Is(err, coord.ErrNoJob) {
+						time.Sleep(5 * time.Millisecond) // the admin enqueues more
+						continue
+					}
 					if err != nil {
 						return
 					}
@@ -216,7 +221,9 @@ func TestServeCrashLosesNothingAcknowledged(t *testing.T) {
 			select {
 			case <-newAcks:
 			case <-deadline:
-				n = 15
+				stop()
+				wg.Wait()
+				t.Fatalf("round %d: only %d submissions acknowledged in 20s\n%s", round, n, srv.out.String())
 			}
 		}
 		if cp, err := adminc.Checkpoint(ctx); err == nil {
@@ -345,4 +352,129 @@ func openCheckpoint(t *testing.T, v note.Verifier, cp []byte) (int64, tlog.Hash)
 	var h tlog.Hash
 	copy(h[:], raw)
 	return int64(size), h
+}
+
+// TestServeGracefulStop sends SIGTERM to a real `skyline serve` process
+// while ten submissions wait for the checkpoint that will prove them
+// (?wait=1, a 3 s checkpoint interval): each must still get its full
+// answer, with an inclusion proof against a signed checkpoint that covers
+// it, and the process must exit 0.
+func TestServeGracefulStop(t *testing.T) {
+	const origin = "skyline.test"
+	dir := t.TempDir()
+	logKey := writeKey(t, dir, "log")
+	admin := writeKey(t, dir, "admin")
+	config := writeConfig(t, dir, "key_rate = -1\nsubmit_rate = -1\n")
+	body, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := strings.Replace(string(body), `checkpoint_interval = "10ms"`, `checkpoint_interval = "3s"`, 1)
+	if slow == string(body) {
+		t.Fatal("test config has no checkpoint_interval line to slow down")
+	}
+	if err := os.WriteFile(config, []byte(slow), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vkey, err := attest.NoteVerifierKey(origin, logKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	srv := startServeProc(t, config, addr)
+	defer srv.kill()
+	client := func(s *attest.Signer) *api.Client {
+		c, err := api.NewClient(api.ClientConfig{URL: "http://" + addr, Signer: s, Origin: origin, HTTP: &http.Client{Timeout: time.Minute}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ctx := t.Context()
+	adminc := client(admin)
+	if _, err := adminc.Enqueue(ctx, api.EnqueueBody{NVR: "graceful-1.0-1", Arch: "x86_64", SRPMURL: "https://koji.example/graceful-1.0-1.src.rpm",
+		SRPMSHA256: fmt.Sprintf("%064x", 1), Wanted: 10}); err != nil {
+		t.Fatal(err)
+	}
+	envs := make([][]byte, 10)
+	for i := range envs {
+		key, err := attest.GenerateKey(attest.KeyEd25519)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := adminc.Enrol(ctx, api.EnrolBody{PublicKey: string(key.PublicPEM()), Role: attest.RoleBuilder,
+			Operator: fmt.Sprintf("op%d", i), Contact: "op@example.org"}); err != nil {
+			t.Fatal(err)
+		}
+		l, err := client(key).Lease(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if envs[i], err = crashAttestation(l, key, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answers := make([]*api.SubmitResponse, len(envs))
+	errs := make([]error, len(envs))
+	var wg sync.WaitGroup
+	for i, env := range envs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i], errs[i] = adminc.SubmitOne(ctx, env, true)
+		}()
+	}
+	// Every submission is logged and now waits for its checkpoint.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		jobs, err := adminc.Jobs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(jobs) == 1 && len(jobs[0].Results) == len(envs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("submissions not all applied after 20s: %+v", jobs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- srv.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("skyline serve after SIGTERM: %v\n%s", err, srv.out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("skyline serve still running 30s after SIGTERM\n%s", srv.out.String())
+	}
+	wg.Wait()
+	for i, a := range answers {
+		if errs[i] != nil {
+			t.Fatalf("submission %d in flight at SIGTERM: %v", i, errs[i])
+		}
+		if a.Checkpoint == "" || len(a.Proof) == 0 {
+			t.Fatalf("submission %d answered without its proof: %+v", i, a)
+		}
+		size, root := openCheckpoint(t, verifier, []byte(a.Checkpoint))
+		proof := make(tlog.RecordProof, len(a.Proof))
+		for j, h := range a.Proof {
+			copy(proof[j][:], h)
+		}
+		if err := tlog.CheckRecord(proof, size, root, int64(a.Index), tlog.RecordHash(envs[i])); err != nil {
+			t.Fatalf("submission %d: inclusion proof of %d in %d: %v", i, a.Index, size, err)
+		}
+	}
 }
