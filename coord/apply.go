@@ -21,14 +21,51 @@ import (
 func (c *Coordinator) Apply(index uint64, e Event) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err := c.apply(index, e)
+	err := c.apply(index, e, nil)
 	if err != nil {
 		c.cfg.Logger.Warn("coord: entry refused", "index", index, "payload", fmt.Sprintf("%T", e.Payload), "signer", e.Signer, "err", err)
 	}
 	return err
 }
 
-func (c *Coordinator) apply(index uint64, e Event) error {
+// Follow is Apply for an auditor, who follows the log rather than
+// enforcing it (coordinator.md §Auditing). A coordinator entry that breaks
+// one of the coordinator's own rules but fits the state is applied as
+// logged, and the rule it breaks is returned as violation (the error Apply
+// would return): a lease at or after its job's deadline (ErrJobExpired),
+// during an active alarm (ErrPaused), to a revoked key (ErrRevoked), beyond
+// MaxAttempts (ErrInvalid), with an attempt out of order or to an operator
+// who already had the job (ErrConflict); a lease end `expired` before the
+// lease's expiry (ErrConflict); a job close while the job may not close or
+// with the wrong result count (ErrConflict). So the entries after it are
+// judged against the state the log describes, and one broken rule is
+// reported once, not again for every entry that builds on it. An entry
+// that does not fit (unknown job, lease or key, a slot that is taken, a
+// second close, a result that may not count, any malformed entry) is
+// refused as by Apply: err is set, violation is nil, nothing changed.
+func (c *Coordinator) Follow(index uint64, e Event) (violation, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var v error
+	if err := c.apply(index, e, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// broken handles an entry that breaks a rule, err: Apply (viol nil)
+// refuses it; Follow records the first broken rule and goes on.
+func broken(viol *error, err error) error {
+	if viol == nil {
+		return err
+	}
+	if *viol == nil {
+		*viol = err
+	}
+	return nil
+}
+
+func (c *Coordinator) apply(index uint64, e Event, viol *error) error {
 	switch p := e.Payload.(type) {
 	case attest.Enrolment:
 		return c.applyEnrolment(index, e.Signer, p)
@@ -49,22 +86,22 @@ func (c *Coordinator) apply(index uint64, e Event) error {
 			return c.applyJob(index, e.Signer, *p)
 		}
 	case attest.Lease:
-		return c.applyLease(index, e.Signer, p)
+		return c.applyLease(index, e.Signer, p, viol)
 	case *attest.Lease:
 		if p != nil {
-			return c.applyLease(index, e.Signer, *p)
+			return c.applyLease(index, e.Signer, *p, viol)
 		}
 	case attest.LeaseEnd:
-		return c.applyLeaseEnd(index, e.Signer, p)
+		return c.applyLeaseEnd(index, e.Signer, p, viol)
 	case *attest.LeaseEnd:
 		if p != nil {
-			return c.applyLeaseEnd(index, e.Signer, *p)
+			return c.applyLeaseEnd(index, e.Signer, *p, viol)
 		}
 	case attest.JobClose:
-		return c.applyJobClose(index, e.Signer, p)
+		return c.applyJobClose(index, e.Signer, p, viol)
 	case *attest.JobClose:
 		if p != nil {
-			return c.applyJobClose(index, e.Signer, *p)
+			return c.applyJobClose(index, e.Signer, *p, viol)
 		}
 	case attest.Alarm:
 		return c.applyAlarm(index, e.Signer, p)
@@ -174,7 +211,7 @@ func (c *Coordinator) applyJob(index uint64, signer string, j attest.Job) error 
 	return nil
 }
 
-func (c *Coordinator) applyLease(index uint64, signer string, l attest.Lease) error {
+func (c *Coordinator) applyLease(index uint64, signer string, l attest.Lease, viol *error) error {
 	if err := c.byAuthority("lease", index, signer); err != nil {
 		return err
 	}
@@ -193,20 +230,33 @@ func (c *Coordinator) applyLease(index uint64, signer string, l attest.Lease) er
 	}
 	// coordinator.md §Leasing: no lease at or after the job's deadline.
 	if !l.Issued.Before(j.j.Deadline) {
-		return fmt.Errorf("coord: lease %q issued %s, job %q deadline %s: %w", l.LeaseID, l.Issued.Format(time.RFC3339), l.JobID, j.j.Deadline.Format(time.RFC3339), ErrJobExpired)
+		if err := broken(viol, fmt.Errorf("coord: lease %q issued %s, job %q deadline %s: %w", l.LeaseID, l.Issued.Format(time.RFC3339), l.JobID, j.j.Deadline.Format(time.RFC3339), ErrJobExpired)); err != nil {
+			return err
+		}
 	}
 	if l.Build != j.j.Build || l.SRPMURL != j.j.SRPMURL {
 		return fmt.Errorf("coord: lease %q: build or srpm url differs from job %q: %w", l.LeaseID, l.JobID, ErrConflict)
 	}
-	if l.Slot >= len(j.slots) || l.Attempt > c.cfg.MaxAttempts {
+	if l.Slot >= len(j.slots) {
 		return invalid("lease", "slot %d of %d, attempt %d of %d", l.Slot, len(j.slots), l.Attempt, c.cfg.MaxAttempts)
 	}
+	if l.Attempt > c.cfg.MaxAttempts {
+		// coordinator.md §Expiry: at most MaxAttempts leases per slot.
+		if err := broken(viol, invalid("lease", "slot %d of %d, attempt %d of %d", l.Slot, len(j.slots), l.Attempt, c.cfg.MaxAttempts)); err != nil {
+			return err
+		}
+	}
 	k := c.keys[l.KeyID]
-	switch {
-	case k == nil:
+	if k == nil {
 		return fmt.Errorf("coord: lease %q: key %q: %w", l.LeaseID, l.KeyID, ErrUnknownKey)
-	case k.revoked:
-		return fmt.Errorf("coord: lease %q: key %q: %w", l.LeaseID, l.KeyID, ErrRevoked)
+	}
+	if k.revoked {
+		// coordinator.md §Eligibility: no lease to a revoked key.
+		if err := broken(viol, fmt.Errorf("coord: lease %q: key %q: %w", l.LeaseID, l.KeyID, ErrRevoked)); err != nil {
+			return err
+		}
+	}
+	switch {
 	case k.enrol.Role != attest.RoleBuilder:
 		return fmt.Errorf("coord: lease %q: key %q: %w", l.LeaseID, l.KeyID, ErrNotBuilder)
 	case l.Operator != k.enrol.Operator:
@@ -214,7 +264,9 @@ func (c *Coordinator) applyLease(index uint64, signer string, l attest.Lease) er
 	}
 	// coordinator.md §Alarms: no lease while an alarm is active.
 	if len(c.alarms) > 0 {
-		return fmt.Errorf("coord: lease %q: %w", l.LeaseID, ErrPaused)
+		if err := broken(viol, fmt.Errorf("coord: lease %q: %w", l.LeaseID, ErrPaused)); err != nil {
+			return err
+		}
 	}
 	if r := c.pending[pendKey{pendLease, l.LeaseID}]; r != nil {
 		if rl := r.Payload.(attest.Lease); rl.JobID != l.JobID || rl.Slot != l.Slot || rl.Operator != l.Operator {
@@ -228,16 +280,21 @@ func (c *Coordinator) applyLease(index uint64, signer string, l attest.Lease) er
 		return fmt.Errorf("coord: lease %q: slot %d of job %q is being leased: %w", l.LeaseID, l.Slot, l.JobID, ErrBusy)
 	case s.lease != nil || s.done:
 		return fmt.Errorf("coord: lease %q: slot %d of job %q is taken: %w", l.LeaseID, l.Slot, l.JobID, ErrConflict)
-	case l.Attempt != s.attempts+1:
+	}
+	if l.Attempt != s.attempts+1 {
 		// coordinator.md §Expiry: attempts are numbered 1..MaxAttempts per slot.
-		return fmt.Errorf("coord: lease %q: attempt %d, slot %d had %d: %w", l.LeaseID, l.Attempt, l.Slot, s.attempts, ErrConflict)
+		if err := broken(viol, fmt.Errorf("coord: lease %q: attempt %d, slot %d had %d: %w", l.LeaseID, l.Attempt, l.Slot, s.attempts, ErrConflict)); err != nil {
+			return err
+		}
 	}
 	// coordinator.md §Eligibility: one lease per operator per job, ever.
-	switch j.ops[l.Operator] {
-	case opReserved:
+	if j.ops[l.Operator] == opReserved {
 		return fmt.Errorf("coord: lease %q: operator %q is being leased job %q: %w", l.LeaseID, l.Operator, l.JobID, ErrBusy)
-	case opLeased:
-		return fmt.Errorf("coord: lease %q: operator %q already leased job %q: %w", l.LeaseID, l.Operator, l.JobID, ErrConflict)
+	}
+	if j.ops[l.Operator] == opLeased {
+		if err := broken(viol, fmt.Errorf("coord: lease %q: operator %q already leased job %q: %w", l.LeaseID, l.Operator, l.JobID, ErrConflict)); err != nil {
+			return err
+		}
 	}
 	nl := &lease{l: l, index: index, job: j}
 	c.leases[l.LeaseID] = nl
@@ -254,7 +311,7 @@ func (c *Coordinator) applyLease(index uint64, signer string, l attest.Lease) er
 	return nil
 }
 
-func (c *Coordinator) applyLeaseEnd(index uint64, signer string, le attest.LeaseEnd) error {
+func (c *Coordinator) applyLeaseEnd(index uint64, signer string, le attest.LeaseEnd, viol *error) error {
 	if err := c.byAuthority("lease end", index, signer); err != nil {
 		return err
 	}
@@ -283,7 +340,9 @@ func (c *Coordinator) applyLeaseEnd(index uint64, signer string, le attest.Lease
 		// coordinator.md §Expiry: a lease expires at its expiry, or
 		// earlier only when its holder was revoked.
 		if k := c.keys[l.l.KeyID]; k == nil || !k.revoked {
-			return fmt.Errorf("coord: lease end of %q: expired at %s before its expiry %s: %w", le.LeaseID, le.At, l.l.Expires, ErrConflict)
+			if err := broken(viol, fmt.Errorf("coord: lease end of %q: expired at %s before its expiry %s: %w", le.LeaseID, le.At, l.l.Expires, ErrConflict)); err != nil {
+				return err
+			}
 		}
 	}
 	c.consume(pendKey{pendEnd, le.LeaseID})
@@ -309,7 +368,7 @@ func (l *lease) liveErr() error {
 	return nil
 }
 
-func (c *Coordinator) applyJobClose(index uint64, signer string, jc attest.JobClose) error {
+func (c *Coordinator) applyJobClose(index uint64, signer string, jc attest.JobClose, viol *error) error {
 	if err := c.byAuthority("job close", index, signer); err != nil {
 		return err
 	}
@@ -330,13 +389,18 @@ func (c *Coordinator) applyJobClose(index uint64, signer string, jc attest.JobCl
 	// replay checks that no job was closed before its deadline.
 	pastDeadline := !jc.At.Before(j.j.Deadline)
 	if !closableAt(j, pastDeadline) {
+		err := fmt.Errorf("coord: job close of %q: %d of %d results in, %d live leases, %d slots leasable: %w", jc.JobID, j.done, len(j.slots), j.live, j.free+j.held, ErrConflict)
 		if closableAt(j, true) {
-			return fmt.Errorf("coord: job close of %q: %d of %d results in, %d slots leasable, closed at %s before its deadline %s: %w", jc.JobID, j.done, len(j.slots), j.free, jc.At.Format(time.RFC3339), j.j.Deadline.Format(time.RFC3339), ErrConflict)
+			err = fmt.Errorf("coord: job close of %q: %d of %d results in, %d slots leasable, closed at %s before its deadline %s: %w", jc.JobID, j.done, len(j.slots), j.free, jc.At.Format(time.RFC3339), j.j.Deadline.Format(time.RFC3339), ErrConflict)
 		}
-		return fmt.Errorf("coord: job close of %q: %d of %d results in, %d live leases, %d slots leasable: %w", jc.JobID, j.done, len(j.slots), j.live, j.free+j.held, ErrConflict)
+		if err := broken(viol, err); err != nil {
+			return err
+		}
 	}
 	if jc.Results != j.done {
-		return fmt.Errorf("coord: job close of %q: says %d results, %d are in: %w", jc.JobID, jc.Results, j.done, ErrConflict)
+		if err := broken(viol, fmt.Errorf("coord: job close of %q: says %d results, %d are in: %w", jc.JobID, jc.Results, j.done, ErrConflict)); err != nil {
+			return err
+		}
 	}
 	c.consume(pendKey{pendClose, jc.JobID})
 	j.closed, j.jc, j.closeAt = true, jc, index

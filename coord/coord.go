@@ -81,8 +81,10 @@ var (
 )
 
 // Config configures a Coordinator. The zero value is usable: every field
-// has a default. MaxAttempts and Authority change what Apply accepts, so a
-// replay must use the values the log was written with.
+// has a default. MaxAttempts, MaxWanted and Authority change what Apply
+// accepts, so a replay must use the values the log was written with; the
+// other fields shape decisions only (a lease's expiry and a job's deadline
+// and wanted count are logged, and Apply checks those).
 type Config struct {
 	// LeaseTTL is how long a lease lasts before it may be expired.
 	// Default 2h.
@@ -127,9 +129,18 @@ const (
 	MaxJobTTL = 365 * 24 * time.Hour
 )
 
+// Defaults of the other Config fields (coordinator.md §Configuration). An
+// auditor replaying a log (witness.AuditConfig) uses the same defaults.
+const (
+	DefaultLeaseTTL      = 2 * time.Hour
+	DefaultMaxAttempts   = 3
+	DefaultWantedResults = 10
+	DefaultMaxWanted     = 100
+)
+
 func (cfg Config) withDefaults() Config {
 	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 2 * time.Hour
+		cfg.LeaseTTL = DefaultLeaseTTL
 	}
 	if cfg.JobTTL <= 0 {
 		cfg.JobTTL = DefaultJobTTL
@@ -138,13 +149,13 @@ func (cfg Config) withDefaults() Config {
 		cfg.JobTTL = MaxJobTTL
 	}
 	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 3
+		cfg.MaxAttempts = DefaultMaxAttempts
 	}
 	if cfg.MaxWanted <= 0 {
-		cfg.MaxWanted = 100
+		cfg.MaxWanted = DefaultMaxWanted
 	}
 	if cfg.DefaultWanted <= 0 {
-		cfg.DefaultWanted = 10
+		cfg.DefaultWanted = DefaultWantedResults
 	}
 	if cfg.DefaultWanted > cfg.MaxWanted {
 		cfg.DefaultWanted = cfg.MaxWanted

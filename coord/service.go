@@ -305,8 +305,14 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 // Service).
 func (s *Service) Coordinator() *Coordinator { return s.coord }
 
-// event converts a parsed entry into the coordinator's view of it.
-func event(e *attest.Entry) (Event, bool) {
+// EventOf converts a parsed log entry into the coordinator's view of it,
+// the Event that Apply (and Follow) take: a builder's attestation becomes
+// a Result (its part numbered from 0), any other payload is passed as
+// parsed, with the entry's signer. It returns false for an official build,
+// which the coordinator does not track. The server's replay and an
+// auditor's replay (witness.Audit) both convert entries with it, so they
+// apply the same events.
+func EventOf(e *attest.Entry) (Event, bool) {
 	if a := e.Attestation(); a != nil {
 		if a.Official {
 			return Event{}, false
@@ -319,7 +325,7 @@ func event(e *attest.Entry) (Event, bool) {
 
 // apply folds the entry at index into the coordinator and the notices.
 func (s *Service) apply(index uint64, e *attest.Entry) error {
-	ev, ok := event(e)
+	ev, ok := EventOf(e)
 	if !ok {
 		return nil
 	}
@@ -547,7 +553,7 @@ func (s *Service) admit(ctx context.Context, e *attest.Entry) (*Reservation, err
 		if p.Official {
 			return nil, nil
 		}
-		ev, _ := event(e)
+		ev, _ := EventOf(e)
 		// coordinator.md §Results: the key must hold a live lease for this
 		// build; the hold keeps it live while the entry is logged.
 		return s.coord.HoldResult(e.KeyID, ev.Payload.(Result), s.cfg.Now())
