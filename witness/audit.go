@@ -6,8 +6,10 @@ package witness
 // the follower), the RFC 6962 root is recomputed from the leaves and
 // compared with the checkpoint, every signature is verified, the fold is
 // rebuilt, every verdict and the circuit breaker are recomputed with the
-// one agreement engine, and every witness verdict is compared with the
-// recomputation. docs/audit.md is the specification.
+// one agreement engine, every witness verdict is compared with the
+// recomputation, and the coordinator's own rules are replayed with
+// coord.Coordinator (docs/coordinator.md §Auditing). docs/audit.md is the
+// specification.
 
 import (
 	"bytes"
@@ -52,6 +54,15 @@ const (
 	DiscTripUnlogged   = "trip-not-logged"     // the recomputed breaker tripped and no alarm followed
 	DiscIndexHides     = "index-hides-entry"   // the NVR lookup index leaves out an entry about the NVR
 	DiscIndexWrong     = "index-wrong-entry"   // the NVR lookup index lists an entry about something else
+	// DiscCoordinatorRule: the coordinator's replay (coord.Follow, the
+	// rules coord.Apply enforces on the server's replay) finds that a
+	// coordinator entry breaks a rule (a lease out of attempt order, past
+	// MaxAttempts, to an operator who had the job, to a revoked key, during
+	// an alarm or at or after the job's deadline; an early expiry; a close
+	// of a job that may not close or with a wrong count) or does not fit
+	// the coordinator's state. Results are not reported under this kind:
+	// the fold judges them (DiscNotCounted).
+	DiscCoordinatorRule = "coordinator-rule"
 )
 
 // Discrepancy is one thing the log says that the replay does not confirm.
@@ -80,6 +91,17 @@ type AuditConfig struct {
 	// Breaker configures the recomputed circuit breaker. Default
 	// DefaultBreakerConfig().
 	Breaker *BreakerConfig
+	// Coord is the coordinator configuration of the replay of the
+	// coordinator's rules. Its policy fields are the server's
+	// configuration, not in the log, so an auditor of a server with other
+	// settings gives them here: MaxAttempts and MaxWanted change what the
+	// replay accepts (skyline serve's max_attempts and max_wanted); the
+	// zero value is coord's defaults, which are skyline serve's. LeaseTTL,
+	// JobTTL and DefaultWanted shape decisions only (each lease's expiry,
+	// each job's deadline and wanted count are logged and checked as
+	// logged), and Rand is not used. Authority is always the Coordinator
+	// key's id; Logger defaults to discard.
+	Coord coord.Config
 	// Client makes the HTTP requests. Default: 30 s timeout.
 	Client *http.Client
 	// Workers parse and verify entries in parallel. Default GOMAXPROCS.
@@ -119,6 +141,9 @@ type AuditState struct {
 	Discrepancies int            `json:"discrepancies"`
 	Verdicts      int            `json:"verdicts"`
 	Counts        map[string]int `json:"counts"`
+	// Coordinator is what rebuilds the coordinator replay's state: the
+	// entries it applied, in log order (coordEvent).
+	Coordinator json.RawMessage `json:"coordinator,omitempty"`
 }
 
 // AuditReport is what one Audit run found.
@@ -149,6 +174,8 @@ type auditor struct {
 	pol     Policy
 	f       *Follower
 	fold    *Fold
+	co      *coord.Coordinator // the coordinator's rules, replayed
+	events  []coordEvent       // the entries co applied, for the state
 	br      *Breaker
 	rng     *compact.Range
 	rep     *AuditReport
@@ -208,7 +235,12 @@ func Audit(ctx context.Context, cfg AuditConfig, prev *AuditState) (*AuditReport
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &auditor{cfg: cfg, pol: pol, fold: NewFold(cfg.Coordinator), rng: rangeFactory.NewEmptyRange(0), reports: map[uint64]bool{}, byNVR: map[string][]uint64{}, closed: map[attest.BuildID]uint64{}, looked: map[attest.BuildID]bool{},
+	if cfg.Coord.MaxAttempts < 0 || cfg.Coord.MaxWanted < 0 {
+		return nil, nil, fmt.Errorf("witness: audit: coordinator max attempts %d, max wanted %d: %w", cfg.Coord.MaxAttempts, cfg.Coord.MaxWanted, ErrConfig)
+	}
+	ccfg := cfg.Coord
+	ccfg.Authority = cfg.Coordinator.KeyID()
+	a := &auditor{cfg: cfg, pol: pol, fold: NewFold(cfg.Coordinator), co: coord.New(ccfg), rng: rangeFactory.NewEmptyRange(0), reports: map[uint64]bool{}, byNVR: map[string][]uint64{}, closed: map[attest.BuildID]uint64{}, looked: map[attest.BuildID]bool{},
 		st: &AuditState{Counts: map[string]int{}}}
 	trusted := EmptyTree(cfg.Origin)
 	if prev != nil {
@@ -300,6 +332,9 @@ func (a *auditor) restore(prev *AuditState, lv note.Verifier, trusted *Checkpoin
 	if err := a.br.UnmarshalJSON(prev.Breaker); err != nil {
 		return bad("breaker", err)
 	}
+	if err := a.restoreCoordinator(prev); err != nil {
+		return bad("coordinator", err)
+	}
 	if a.rng, err = rangeFactory.NewRange(0, prev.Next, prev.Range); err != nil {
 		return bad("range", err)
 	}
@@ -321,9 +356,13 @@ func (a *auditor) save() error {
 	if err != nil {
 		return fmt.Errorf("witness: audit: save breaker: %w", err)
 	}
+	cj, err := json.Marshal(a.events)
+	if err != nil {
+		return fmt.Errorf("witness: audit: save coordinator: %w", err)
+	}
 	a.st.Next = a.fold.Next()
 	a.st.Range = a.rng.Hashes()
-	a.st.Fold, a.st.Breaker = fj, bj
+	a.st.Fold, a.st.Breaker, a.st.Coordinator = fj, bj, cj
 	return nil
 }
 
@@ -493,10 +532,16 @@ func (a *auditor) apply(p *pending) {
 		}
 		a.st.TripAt = 0
 	}
+	cerr := a.coordinate(i, e)
 	ch, err := a.fold.Apply(i, e)
 	if err != nil {
+		// The fold's refusal is the report; the coordinator's, if any,
+		// says the same (a second close, a lease of an unknown job).
 		a.disc(Discrepancy{Index: i, Kind: DiscContradicts, KeyID: e.KeyID, Detail: err.Error()})
 		return
+	}
+	if cerr != nil {
+		a.disc(Discrepancy{Index: i, Kind: DiscCoordinatorRule, Build: a.coordBuild(e), KeyID: e.KeyID, Detail: cerr.Error()})
 	}
 	if ch.Build != nil {
 		a.final(i, *ch.Build)

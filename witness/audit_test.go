@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/coord"
 	fmtlog "github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -89,6 +90,8 @@ func TestAuditDiscrepancies(t *testing.T) {
 	sig["sig"] = base64.StdEncoding.EncodeToString(s)
 	tampered, _ := json.Marshal(raw)
 	badSig := n.add(tampered)
+	// The job closes while leases[5] is live and 5 of 10 slots are free:
+	// a close the coordinator's rules forbid (docs/coordinator.md §Closing).
 	closeAt := n.close(b, job, 5)
 	// A witness that lies about the verdict.
 	o, size = n.outcome(b, DefaultPolicy())
@@ -111,6 +114,7 @@ func TestAuditDiscrepancies(t *testing.T) {
 	want := map[uint64]string{
 		earlyAt: DiscVerdictEarly, noLease: DiscNotCounted, unenrolled: DiscUnauthorized,
 		badSig: DiscBadSignature, lieAt: DiscVerdictDiffers, alarmAt: DiscAlarmUnderived, late: DiscNotCounted,
+		closeAt: DiscCoordinatorRule,
 	}
 	got := map[uint64]string{}
 	for _, d := range rep.Discrepancies {
@@ -159,7 +163,7 @@ func TestAuditResume(t *testing.T) {
 	if rep2.From != st1.Next || rep2.To != full.To || rep2.Entries != full.To-st1.Next {
 		t.Fatalf("resumed run %d..%d, first run ended at %d, log %d", rep2.From, rep2.To, st1.Next, full.To)
 	}
-	if !bytes.Equal(st2.Fold, stFull.Fold) || !bytes.Equal(st2.Breaker, stFull.Breaker) || st2.Verdicts != stFull.Verdicts || st2.Discrepancies != stFull.Discrepancies {
+	if !bytes.Equal(st2.Fold, stFull.Fold) || !bytes.Equal(st2.Breaker, stFull.Breaker) || !bytes.Equal(st2.Coordinator, stFull.Coordinator) || st2.Verdicts != stFull.Verdicts || st2.Discrepancies != stFull.Discrepancies {
 		t.Fatalf("resumed state differs from a full replay")
 	}
 	// A state whose recomputed tree was tampered with ends in a root that
@@ -341,7 +345,7 @@ func FuzzAuditState(f *testing.F) {
 		if json.Unmarshal(data, &st) != nil {
 			return
 		}
-		a := &auditor{cfg: AuditConfig{Origin: "log.fuzz.test"}, fold: NewFold(s.Verifier())}
+		a := &auditor{cfg: AuditConfig{Origin: "log.fuzz.test"}, fold: NewFold(s.Verifier()), co: coord.New(coord.Config{Authority: s.KeyID()})}
 		var cp Checkpoint
 		if err := a.restore(&st, lv, &cp); err != nil {
 			if !errors.Is(err, ErrState) {
@@ -351,6 +355,11 @@ func FuzzAuditState(f *testing.F) {
 		}
 		if a.fold.Next() != st.Next || a.rng.End() != st.Next || cp.Size < st.Next || a.br == nil {
 			t.Fatalf("restored an inconsistent state: fold %d range %d checkpoint %d next %d", a.fold.Next(), a.rng.End(), cp.Size, st.Next)
+		}
+		for i, ce := range a.events {
+			if ce.Index >= st.Next || (i > 0 && ce.Index <= a.events[i-1].Index) {
+				t.Fatalf("restored coordinator event %d at index %d, state at %d", i, ce.Index, st.Next)
+			}
 		}
 	})
 }

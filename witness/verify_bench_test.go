@@ -76,10 +76,10 @@ func benchJobs(tb testing.TB, n *vnet, prefix string, jobs int) []attest.BuildID
 		b := vnetBuild(fmt.Sprintf("%s%d-1.0-1.fc41", prefix, j), "x86_64")
 		builds = append(builds, b)
 		job := "job-" + b.NVR
-		phase[0] = append(phase[0], sign(n.coord, attest.PayloadJob, &attest.Job{JobID: job, Build: b, Wanted: 10, Enqueued: t0, Deadline: t0.Add(7 * 24 * time.Hour)}))
+		phase[0] = append(phase[0], sign(n.coord, attest.PayloadJob, &attest.Job{JobID: job, Build: b, SRPMURL: vnetSRPMURL(b), Wanted: 10, Enqueued: t0, Deadline: t0.Add(vnetJobTTL)}))
 		for k := range 10 {
 			bl := n.builders[(j+k)%len(n.builders)]
-			l := attest.Lease{LeaseID: fmt.Sprintf("%s-%d", job, k), JobID: job, Build: b, KeyID: bl.key.KeyID(), Operator: bl.op, Slot: k, Issued: t0, Expires: t0.Add(time.Hour)}
+			l := attest.Lease{LeaseID: fmt.Sprintf("%s-%d", job, k), JobID: job, Build: b, SRPMURL: vnetSRPMURL(b), KeyID: bl.key.KeyID(), Operator: bl.op, Slot: k, Attempt: 1, Issued: t0, Expires: t0.Add(time.Hour)}
 			leases[b] = append(leases[b], l)
 			phase[1] = append(phase[1], sign(n.coord, attest.PayloadLease, &l))
 			variant := ""

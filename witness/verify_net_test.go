@@ -166,18 +166,37 @@ func vnetBuild(nvr, arch string) attest.BuildID {
 	return attest.BuildID{NVR: nvr, Arch: arch, SRPMSHA256: hex.EncodeToString(sum[:])}
 }
 
+// vnetJobTTL is the deadline of the network's jobs after their enqueue.
+const vnetJobTTL = 7 * 24 * time.Hour
+
+// vnetSRPMURL is where a build's SRPM is, as its job and leases say.
+func vnetSRPMURL(b attest.BuildID) string { return "https://koji.example/" + b.NVR + ".src.rpm" }
+
+// job logs a job of 10 wanted results for b, as the coordinator enqueues
+// it, and returns its id; its deadline is vnetJobTTL after now.
 func (n *vnet) job(b attest.BuildID) string {
 	id := fmt.Sprintf("job-%s-%s", b.NVR, b.Arch)
 	at := n.tick()
-	n.sign(n.coord, attest.PayloadJob, &attest.Job{JobID: id, Build: b, Wanted: 10, Enqueued: at, Deadline: at.Add(7 * 24 * time.Hour)})
+	n.sign(n.coord, attest.PayloadJob, &attest.Job{JobID: id, Build: b, SRPMURL: vnetSRPMURL(b), Wanted: 10, Enqueued: at, Deadline: at.Add(vnetJobTTL)})
 	return id
 }
 
+// lease logs the first lease of slot to bl, as the coordinator issues it.
 func (n *vnet) lease(b attest.BuildID, job string, bl vnetBuilder, slot int) attest.Lease {
-	at := n.tick()
-	l := attest.Lease{LeaseID: fmt.Sprintf("%s-slot%d", job, slot), JobID: job, Build: b, KeyID: bl.key.KeyID(), Operator: bl.op, Slot: slot, Issued: at, Expires: at.Add(2 * time.Hour)}
+	return n.leaseAt(b, job, bl, slot, 1, n.tick())
+}
+
+// leaseAt logs lease attempt of slot to bl, issued at.
+func (n *vnet) leaseAt(b attest.BuildID, job string, bl vnetBuilder, slot, attempt int, at time.Time) attest.Lease {
+	n.t.Helper()
+	l := attest.Lease{LeaseID: fmt.Sprintf("%s-slot%d-%d", job, slot, attempt), JobID: job, Build: b, SRPMURL: vnetSRPMURL(b), KeyID: bl.key.KeyID(), Operator: bl.op, Slot: slot, Attempt: attempt, Issued: at, Expires: at.Add(2 * time.Hour)}
 	n.sign(n.coord, attest.PayloadLease, &l)
 	return l
+}
+
+// end logs the end of lease l for reason, dated at.
+func (n *vnet) end(l attest.Lease, reason string, at time.Time) uint64 {
+	return n.sign(n.coord, attest.PayloadLeaseEnd, &attest.LeaseEnd{LeaseID: l.LeaseID, JobID: l.JobID, KeyID: l.KeyID, Reason: reason, At: at})
 }
 
 // vnetSubjects returns the RPMs of a build; variant changes one RPM.
@@ -225,15 +244,23 @@ func (n *vnet) official(b attest.BuildID, subjects []attest.Subject) uint64 {
 }
 
 func (n *vnet) close(b attest.BuildID, job string, results int) uint64 {
-	return n.sign(n.coord, attest.PayloadJobClose, &attest.JobClose{JobID: job, Build: b, Results: results, At: n.tick()})
+	return n.closeAt(b, job, results, n.tick())
 }
 
-// run logs a whole job: a job, one lease per variant, each builder's
-// result (variant "" is the common result, "skip" logs no result), and the
-// close.
+// closeAt logs the close of job dated at.
+func (n *vnet) closeAt(b attest.BuildID, job string, results int, at time.Time) uint64 {
+	return n.sign(n.coord, attest.PayloadJobClose, &attest.JobClose{JobID: job, Build: b, Results: results, At: at})
+}
+
+// run logs a whole job as an honest coordinator does: a job, one lease per
+// variant, each builder's result (variant "" is the common result, "skip"
+// logs no result), and the close. With a "skip" or fewer than 10 variants
+// the job cannot fill its slots: the skipped leases expire at their expiry
+// and the job closes at its deadline (docs/coordinator.md §Closing).
 func (n *vnet) run(b attest.BuildID, variants ...string) {
 	n.t.Helper()
 	job := n.job(b)
+	enqueued := n.now
 	var leases []attest.Lease
 	for i := range variants {
 		leases = append(leases, n.lease(b, job, n.builders[i], i))
@@ -246,7 +273,17 @@ func (n *vnet) run(b attest.BuildID, variants ...string) {
 		n.result(leases[i], n.builders[i], vnetSubjects(b, v))
 		count++
 	}
-	n.close(b, job, count)
+	if count == 10 {
+		n.close(b, job, count)
+		return
+	}
+	for i, v := range variants {
+		if v == "skip" {
+			n.end(leases[i], attest.LeaseExpired, leases[i].Expires)
+		}
+	}
+	n.now = enqueued.Add(vnetJobTTL)
+	n.closeAt(b, job, count, n.now)
 }
 
 // size waits for a checkpoint covering the whole log and returns its size.
