@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fedora-skyline/skyline/attest"
+	"github.com/fedora-skyline/skyline/coord"
 	"github.com/fedora-skyline/skyline/witness"
 )
 
@@ -44,10 +45,15 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	bw := fs.Int("breaker-window", witness.DefaultBreakerConfig().Window, "circuit breaker window the witnesses use")
 	bt := fs.Float64("breaker-threshold", witness.DefaultBreakerConfig().Threshold, "circuit breaker outlier-rate threshold")
 	bm := fs.Int("breaker-min-sample", witness.DefaultBreakerConfig().MinSample, "circuit breaker minimum sample")
+	maxAttempts := fs.Int("max-attempts", coord.DefaultMaxAttempts, "leases per job slot the coordinator allows (skyline serve's max_attempts)")
+	maxWanted := fs.Int("max-wanted", coord.DefaultMaxWanted, "results a job may want (skyline serve's max_wanted)")
 	timeout := fs.Duration("timeout", 0, "give up after this long (0: no limit; Ctrl-C saves the state reached)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `usage: skyline audit --log URL --pub KEY [--origin O] [--from STATE] [--save STATE] [--json] [--check-index]
-       [--cosigner VKEY]... [--cosigners-required K]
+       [--cosigner VKEY]... [--cosigners-required K] [--coordinator PEM]
+       [--quorum N --max-dissent N --leases N --official-must-match]
+       [--breaker-window N --breaker-threshold F --breaker-min-sample N]
+       [--max-attempts N --max-wanted N]
 
 Replays every entry of the log from index 0, or from the state an earlier
 audit saved (docs/audit.md): checks each new checkpoint's signature and its
@@ -56,16 +62,25 @@ tlog-tiles entry bundles (each checked against the signed tree),
 recomputes the root, verifies every signature, rebuilds the builds'
 records, recomputes every verdict and the circuit breaker with the
 agreement engine, and compares them with the witnesses' verdict entries.
-Each discrepancy is printed (verdict differs, verdict before the job
-closed, entries of unenrolled keys, results without lease, alarms the
-breaker does not re-derive, ...). With --check-index it also checks the
-log's /lookup index: an index that hides an entry misleads every verify.
+It also replays the coordinator's own rules (leases in attempt order and
+within --max-attempts, one per operator per job, none to a revoked key,
+during an alarm or past the job's deadline; no early expiry; no close of
+a job that may not close). Each discrepancy is printed (verdict differs,
+verdict before the job closed, entries of unenrolled keys, results
+without lease, alarms the breaker does not re-derive, coordinator-rule,
+...). With --check-index it also checks the log's /lookup index: an
+index that hides an entry misleads every verify.
+
+The agreement and breaker flags must be the witnesses' settings, and
+--max-attempts and --max-wanted the server's (skyline serve's
+max_attempts and max_wanted); the defaults are theirs.
+
 Progress goes to stderr: a bar on a terminal, a line every few seconds
 otherwise.
 
-Exit status: 0 clean, 1 discrepancies (in any run of the state),
-3 verification failure (signature, consistency, fork, rollback, tile,
-bundle, root), 4 usage.
+Exit status: 0 clean, 1 discrepancies of any kind, coordinator-rule
+included (in any run of the state), 3 verification failure (signature,
+consistency, fork, rollback, tile, bundle, root), 4 usage.
 
 Flags:
 `)
@@ -85,6 +100,9 @@ Flags:
 	if *cosignersRequired < 0 || *cosignersRequired > len(cosigners) {
 		return usage("--cosigners-required %d with %d --cosigner keys", *cosignersRequired, len(cosigners))
 	}
+	if *maxAttempts < 1 || *maxWanted < 1 {
+		return usage("--max-attempts %d and --max-wanted %d must be at least 1", *maxAttempts, *maxWanted)
+	}
 	vkey := *pub
 	if data, err := os.ReadFile(vkey); err == nil {
 		vkey = strings.TrimSpace(string(data))
@@ -94,6 +112,7 @@ Flags:
 		Policy:     &witness.Policy{Leases: *leases, Quorum: *quorum, MaxDissent: *dissent, RequireOfficialMatch: *official},
 		Breaker:    &witness.BreakerConfig{Window: *bw, Threshold: *bt, MinSample: *bm, Mismatches: witness.DefaultBreakerConfig().Mismatches, MismatchWindow: witness.DefaultBreakerConfig().MismatchWindow},
 		Client:     &http.Client{Timeout: time.Minute},
+		Coord:      coord.Config{MaxAttempts: *maxAttempts, MaxWanted: *maxWanted},
 		CheckIndex: *checkIndex,
 		Cosigners:  cosigners, CosignerQuorum: *cosignersRequired,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
