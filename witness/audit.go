@@ -348,17 +348,26 @@ func (a *auditor) restore(prev *AuditState, lv note.Verifier, trusted *Checkpoin
 }
 
 func (a *auditor) save() error {
-	fj, err := a.fold.MarshalJSON()
-	if err != nil {
-		return fmt.Errorf("witness: audit: save fold: %w", err)
+	// The coordinator replay's events and the fold are the large parts of
+	// the state: encode them on two cores.
+	var cj []byte
+	var cerr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cj, cerr = json.Marshal(a.events)
+	}()
+	fj, ferr := a.fold.MarshalJSON()
+	<-done
+	if ferr != nil {
+		return fmt.Errorf("witness: audit: save fold: %w", ferr)
+	}
+	if cerr != nil {
+		return fmt.Errorf("witness: audit: save coordinator: %w", cerr)
 	}
 	bj, err := a.br.MarshalJSON()
 	if err != nil {
 		return fmt.Errorf("witness: audit: save breaker: %w", err)
-	}
-	cj, err := json.Marshal(a.events)
-	if err != nil {
-		return fmt.Errorf("witness: audit: save coordinator: %w", err)
 	}
 	a.st.Next = a.fold.Next()
 	a.st.Range = a.rng.Hashes()
