@@ -159,3 +159,43 @@ func TestFollowRefusesWhatDoesNotFit(t *testing.T) {
 		t.Fatalf("followed state %+v, applied %+v", got, want)
 	}
 }
+
+// FuzzFollow: a log the coordinator built (a FuzzApply program) is
+// followed without a violation into the state Apply gives; then mutated
+// copies of its entries (leases out of order, past the deadline, to other
+// keys; early expiries and closes; wrong counts) are followed: an entry
+// Follow refuses changes nothing, one it applies never panics the
+// coordinator, and the entries after it are still followed.
+func FuzzFollow(f *testing.F) {
+	ens := fuzzKeys(f)
+	f.Add([]byte{0, 0, 1, 0, 1, 1, 2, 0, 5, 0}, []byte{8, 2, 9, 6, 8, 3})
+	f.Add([]byte{0, 7, 0, 9, 1, 2, 1, 3, 4, 200, 5, 0, 1, 4}, []byte{8, 1, 8, 13, 9, 0, 8, 27})
+	f.Fuzz(func(t *testing.T, prog, muts []byte) {
+		fx := runProgram(t, ens, prog)
+		c := New(fx.cfg)
+		for i, e := range fx.log {
+			if viol, err := c.Follow(uint64(i), e); viol != nil || err != nil {
+				t.Fatalf("entry %d of a log Apply accepted: violation %v, error %v", i, viol, err)
+			}
+		}
+		if !reflect.DeepEqual(snap(c), snap(fx.c)) {
+			t.Fatal("followed state differs from the applied state")
+		}
+		keys := make([]string, len(ens))
+		for i, en := range ens {
+			keys[i] = en.KeyID
+		}
+		if len(muts) > 200 {
+			muts = muts[:200]
+		}
+		for step := 0; step+1 < len(muts); step += 2 {
+			op, arg := 8+muts[step]%2, muts[step+1]
+			e := fx.log[int(arg)%len(fx.log)]
+			e.Payload = mutate(e.Payload, op, arg, keys)
+			before := snap(c)
+			if _, err := c.Follow(uint64(len(fx.log)+step), e); err != nil && !reflect.DeepEqual(before, snap(c)) {
+				t.Fatalf("step %d: refused %T (%v) changed the state", step, e.Payload, err)
+			}
+		}
+	})
+}
