@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/builder"
 	"github.com/fedora-skyline/skyline/stats"
 	"github.com/fedora-skyline/skyline/witness"
@@ -349,39 +350,41 @@ func (n *Network) notices(ctx context.Context, res *Result) error {
 	return errors.Join(problems...)
 }
 
-// leaderboard waits until the stats tracker has credited the results the
-// witnesses' verdicts settled, and shows the operators' board.
+// leaderboard waits until the stats tracker has followed the log to where
+// it stood once every verdict was settled (so that every credit and every
+// outlier is counted), and shows the operators' board.
 func (n *Network) leaderboard(ctx context.Context, res *Result) error {
 	n.say("the leaderboard (skyline stats): %s/stats/", n.StatsURL)
 	c := &http.Client{Timeout: 10 * time.Second}
-	want := 0
-	for _, p := range n.SRPMs {
-		if p.Want == witness.VerdictReproduced {
-			want++
-		}
+	cp, err := getBytes(ctx, c, n.LogURL+"/checkpoint")
+	if err != nil {
+		return err
+	}
+	size, err := api.CheckpointSize(cp)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
 	deadline := time.Now().Add(n.cfg.Timeout)
 	for {
-		b, err := getBoard(ctx, c, n.StatsURL+"/api/stats/leaderboard")
-		if err != nil {
+		var h stats.Health
+		if err := getJSON(ctx, c, n.StatsURL+"/api/stats/health", &h); err != nil {
 			return err
 		}
-		res.Leaderboard = b
-		agreed := 0
-		for _, r := range b.Rows {
-			agreed += r.Agreed
-		}
-		// Every honest builder agreed on every reproduced package.
-		if len(b.Rows) == len(n.Builders) && agreed >= want*len(n.Builders) {
+		if h.Next >= size {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("demo: the leaderboard has %d operators and %d agreed results after %v, want %d and %d: %w", len(b.Rows), agreed, n.cfg.Timeout, len(n.Builders), want*len(n.Builders), ErrTimeout)
+			return fmt.Errorf("demo: the stats tracker followed the log to %d after %v, want %d: %w", h.Next, n.cfg.Timeout, size, ErrTimeout)
 		}
-		if err := sleep(ctx, time.Second); err != nil {
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
 	}
+	var b stats.Board
+	if err := getJSON(ctx, c, n.StatsURL+"/api/stats/leaderboard", &b); err != nil {
+		return err
+	}
+	res.Leaderboard = &b
 	n.note("%4s  %-10s %8s %8s %9s %10s", "rank", "operator", "results", "agreed", "outliers", "credit")
 	for _, r := range res.Leaderboard.Rows {
 		n.note("%4d  %-10s %8d %8d %9d %10.4f", r.Rank, r.Name, r.Results, r.Agreed, r.Outliers, r.Credit)
@@ -389,24 +392,35 @@ func (n *Network) leaderboard(ctx context.Context, res *Result) error {
 	return nil
 }
 
-func getBoard(ctx context.Context, c *http.Client, url string) (*stats.Board, error) {
+func getBytes(ctx context.Context, c *http.Client, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("demo: leaderboard: %w", err)
+		return nil, fmt.Errorf("demo: get %s: %w", url, err)
 	}
 	defer resp.Body.Close()
-	var b stats.Board
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("demo: leaderboard: %s", resp.Status)
+		return nil, fmt.Errorf("demo: get %s: %s", url, resp.Status)
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&b); err != nil {
-		return nil, fmt.Errorf("demo: leaderboard: %w", err)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("demo: get %s: %w", url, err)
 	}
-	return &b, nil
+	return b, nil
+}
+
+func getJSON(ctx context.Context, c *http.Client, url string, v any) error {
+	b, err := getBytes(ctx, c, url)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("demo: get %s: %w", url, err)
+	}
+	return nil
 }
 
 // audit replays the whole log with `skyline audit`.
