@@ -85,6 +85,73 @@ type crashWorld struct {
 	jobs     []string // acknowledged enqueued NVRs
 }
 
+// serveFixture is what a test of a real `skyline serve` process needs: its
+// configuration (rate limits off: the load comes from one address and few
+// keys), a fixed address to restart it on, the log's note verifier and
+// clients.
+type serveFixture struct {
+	config, addr string
+	verifier     note.Verifier
+	admin        *attest.Signer
+}
+
+const processOrigin = "skyline.test" // writeConfig's origin
+
+// newServeFixture writes the configuration; edit, if set, rewrites it.
+func newServeFixture(t *testing.T, edit func(string) string) *serveFixture {
+	t.Helper()
+	dir := t.TempDir()
+	logKey := writeKey(t, dir, "log")
+	f := &serveFixture{admin: writeKey(t, dir, "admin"), config: writeConfig(t, dir, "key_rate = -1\nsubmit_rate = -1\n")}
+	if edit != nil {
+		body, err := os.ReadFile(f.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f.config, []byte(edit(string(body))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vkey, err := attest.NoteVerifierKey(processOrigin, logKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.verifier, err = note.NewVerifier(vkey); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = ln.Addr().String()
+	ln.Close()
+	return f
+}
+
+// client is an API client of the served log signing with s.
+func (f *serveFixture) client(t *testing.T, s *attest.Signer) *api.Client {
+	t.Helper()
+	c, err := api.NewClient(api.ClientConfig{URL: "http://" + f.addr, Signer: s, Origin: processOrigin, HTTP: &http.Client{Timeout: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// enrolBuilder enrols a new builder key for operator.
+func (f *serveFixture) enrolBuilder(t *testing.T, adminc *api.Client, operator string) *attest.Signer {
+	t.Helper()
+	key, err := attest.GenerateKey(attest.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adminc.Enrol(t.Context(), api.EnrolBody{PublicKey: string(key.PublicPEM()), Role: attest.RoleBuilder,
+		Operator: operator, Contact: "op@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
 // TestServeCrashLosesNothingAcknowledged runs a real `skyline serve`
 // process under concurrent enqueues, leases and submissions, kills it with
 // SIGKILL at a random moment, restarts it, and checks that nothing it had
@@ -97,51 +164,18 @@ type crashWorld struct {
 // checkpoint seen before the kill.
 func TestServeCrashLosesNothingAcknowledged(t *testing.T) {
 	const (
-		origin   = "skyline.test"
 		builders = 10
 		rounds   = 5
 	)
-	dir := t.TempDir()
-	logKey := writeKey(t, dir, "log")
-	admin := writeKey(t, dir, "admin")
-	// The load comes from one address and few keys: no rate limits.
-	config := writeConfig(t, dir, "key_rate = -1\nsubmit_rate = -1\n")
-	vkey, err := attest.NoteVerifierKey(origin, logKey.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	url := "http://" + addr
-	client := func(s *attest.Signer) *api.Client {
-		c, err := api.NewClient(api.ClientConfig{URL: url, Signer: s, Origin: origin, HTTP: &http.Client{Timeout: 20 * time.Second}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	adminc := client(admin)
-
-	srv := startServeProc(t, config, addr)
+	f := newServeFixture(t, nil)
+	client := func(s *attest.Signer) *api.Client { return f.client(t, s) }
+	adminc := client(f.admin)
+	srv := startServeProc(t, f.config, f.addr)
 	defer func() { srv.kill() }()
 	ctx := t.Context()
 	keys := make([]*attest.Signer, builders)
 	for i := range keys {
-		if keys[i], err = attest.GenerateKey(attest.KeyEd25519); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := adminc.Enrol(ctx, api.EnrolBody{PublicKey: string(keys[i].PublicPEM()), Role: attest.RoleBuilder,
-			Operator: fmt.Sprintf("op%d", i), Contact: "op@example.org"}); err != nil {
-			t.Fatal(err)
-		}
+		keys[i] = f.enrolBuilder(t, adminc, fmt.Sprintf("op%d", i))
 	}
 	w := &crashWorld{}
 	nextJob := 0
@@ -234,7 +268,7 @@ func TestServeCrashLosesNothingAcknowledged(t *testing.T) {
 		stop()
 		wg.Wait()
 
-		srv = startServeProc(t, config, addr)
+		srv = startServeProc(t, f.config, f.addr)
 		w.mu.Lock()
 		subs, inFlight, jobs := append([]acked(nil), w.subs...), w.inFlight, append([]string(nil), w.jobs...)
 		w.inFlight = nil
@@ -279,7 +313,7 @@ func TestServeCrashLosesNothingAcknowledged(t *testing.T) {
 				t.Fatalf("round %d: acknowledged job %s lost", round, nvr)
 			}
 		}
-		checkConsistent(t, adminc, verifier, lastCP)
+		checkConsistent(t, adminc, f.verifier, lastCP)
 	}
 }
 
@@ -360,62 +394,26 @@ func openCheckpoint(t *testing.T, v note.Verifier, cp []byte) (int64, tlog.Hash)
 // answer, with an inclusion proof against a signed checkpoint that covers
 // it, and the process must exit 0.
 func TestServeGracefulStop(t *testing.T) {
-	const origin = "skyline.test"
-	dir := t.TempDir()
-	logKey := writeKey(t, dir, "log")
-	admin := writeKey(t, dir, "admin")
-	config := writeConfig(t, dir, "key_rate = -1\nsubmit_rate = -1\n")
-	body, err := os.ReadFile(config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slow := strings.Replace(string(body), `checkpoint_interval = "10ms"`, `checkpoint_interval = "3s"`, 1)
-	if slow == string(body) {
-		t.Fatal("test config has no checkpoint_interval line to slow down")
-	}
-	if err := os.WriteFile(config, []byte(slow), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	vkey, err := attest.NoteVerifierKey(origin, logKey.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	srv := startServeProc(t, config, addr)
-	defer srv.kill()
-	client := func(s *attest.Signer) *api.Client {
-		c, err := api.NewClient(api.ClientConfig{URL: "http://" + addr, Signer: s, Origin: origin, HTTP: &http.Client{Timeout: time.Minute}})
-		if err != nil {
-			t.Fatal(err)
+	slow := func(config string) string {
+		out := strings.Replace(config, `checkpoint_interval = "10ms"`, `checkpoint_interval = "3s"`, 1)
+		if out == config {
+			t.Fatal("test config has no checkpoint_interval line to slow down")
 		}
-		return c
+		return out
 	}
+	f := newServeFixture(t, slow)
+	srv := startServeProc(t, f.config, f.addr)
+	defer srv.kill()
 	ctx := t.Context()
-	adminc := client(admin)
+	adminc := f.client(t, f.admin)
 	if _, err := adminc.Enqueue(ctx, api.EnqueueBody{NVR: "graceful-1.0-1", Arch: "x86_64", SRPMURL: "https://koji.example/graceful-1.0-1.src.rpm",
 		SRPMSHA256: fmt.Sprintf("%064x", 1), Wanted: 10}); err != nil {
 		t.Fatal(err)
 	}
 	envs := make([][]byte, 10)
 	for i := range envs {
-		key, err := attest.GenerateKey(attest.KeyEd25519)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := adminc.Enrol(ctx, api.EnrolBody{PublicKey: string(key.PublicPEM()), Role: attest.RoleBuilder,
-			Operator: fmt.Sprintf("op%d", i), Contact: "op@example.org"}); err != nil {
-			t.Fatal(err)
-		}
-		l, err := client(key).Lease(ctx)
+		key := f.enrolBuilder(t, adminc, fmt.Sprintf("op%d", i))
+		l, err := f.client(t, key).Lease(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -468,7 +466,7 @@ func TestServeGracefulStop(t *testing.T) {
 		if a.Checkpoint == "" || len(a.Proof) == 0 {
 			t.Fatalf("submission %d answered without its proof: %+v", i, a)
 		}
-		size, root := openCheckpoint(t, verifier, []byte(a.Checkpoint))
+		size, root := openCheckpoint(t, f.verifier, []byte(a.Checkpoint))
 		proof := make(tlog.RecordProof, len(a.Proof))
 		for j, h := range a.Proof {
 			copy(proof[j][:], h)
