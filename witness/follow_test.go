@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -327,10 +328,18 @@ func TestParseCheckpointRejects(t *testing.T) {
 		{"unsigned", []byte(good + "\n"), ErrBadCheckpoint},
 		{"other key", signNote(t, newLogKey(t, testOrigin), good), ErrBadSignature},
 		{"flipped signature", func() []byte {
+			// Flip a bit of the signature itself (after the 4-byte key
+			// hash) and re-encode, so the note stays well-formed and names
+			// the right key: a flipped base64 character could instead be
+			// no base64 at all, or change the key hash.
 			b := signNote(t, k, good)
-			i := bytes.LastIndexByte(b, ' ') + 5
-			b[i] ^= 2
-			return b
+			i := bytes.LastIndexByte(b, ' ') + 1
+			sig, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(string(b[i:]), "\n"))
+			if err != nil || len(sig) != 4+64 {
+				t.Fatalf("signature line of %q: %v", b, err)
+			}
+			sig[len(sig)-1] ^= 1
+			return append(b[:i:i], base64.StdEncoding.EncodeToString(sig)+"\n"...)
 		}(), ErrBadSignature},
 		{"too large", append(signNote(t, k, good), bytes.Repeat([]byte{'a'}, maxCheckpointSize)...), ErrBadCheckpoint},
 	} {
