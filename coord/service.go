@@ -102,7 +102,6 @@ type Service struct {
 	keys sync.Map
 
 	mu      sync.Mutex
-	signers map[uint64]string   // result entry index -> builder key id
 	notices map[string][]Notice // builder key id -> notices
 }
 
@@ -274,7 +273,6 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 		coord:   New(cfg.Coord),
 		admin:   make(map[string]*attest.Verifier),
 		cpu:     make(chan struct{}, cfg.MaxParallel),
-		signers: make(map[uint64]string),
 		notices: make(map[string][]Notice),
 	}
 	for _, v := range cfg.AdminKeys {
@@ -333,10 +331,6 @@ func (s *Service) apply(index uint64, e *attest.Entry) error {
 		return err
 	}
 	switch v := e.Value.(type) {
-	case *attest.Attestation:
-		s.mu.Lock()
-		s.signers[index] = e.KeyID
-		s.mu.Unlock()
 	case *attest.Verdict:
 		s.noteVerdict(index, v)
 	case *attest.Enrolment:
@@ -358,8 +352,21 @@ func (s *Service) noteKey(en attest.Enrolment) {
 	s.keys.Store(en.KeyID, &enrolled{v: v, role: en.Role})
 }
 
-// noteVerdict turns a verdict into notices for the builders it names.
+// noteVerdict turns a verdict into notices for the builders it names: the
+// outliers, and the builders of the agreeing group, found by their
+// entries among the results the coordinator counted for the build.
 func (s *Service) noteVerdict(index uint64, v *attest.Verdict) {
+	var signer map[uint64]string // result entry index -> builder key id
+	if v.ResultSet != "" {
+		signer = map[uint64]string{}
+		for _, j := range s.coord.JobsFor(v.Build) {
+			for _, d := range j.Results {
+				for _, idx := range d.Entries {
+					signer[idx] = d.KeyID
+				}
+			}
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	add := func(key string, n Notice) {
@@ -381,7 +388,7 @@ func (s *Service) noteVerdict(index uint64, v *attest.Verdict) {
 		}
 		seen := map[string]bool{}
 		for _, idx := range g.Entries {
-			key, ok := s.signers[idx]
+			key, ok := signer[idx]
 			if !ok || seen[key] {
 				continue
 			}
