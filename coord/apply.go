@@ -296,6 +296,11 @@ func (c *Coordinator) applyLease(index uint64, signer string, l attest.Lease, vi
 			return err
 		}
 	}
+	// Keep the job's and the enrolment's strings, equal to the entry's as
+	// checked above, rather than the entry's own copies: every lease ever
+	// applied stays in memory.
+	l.JobID, l.Build, l.SRPMURL = j.j.JobID, j.j.Build, j.j.SRPMURL
+	l.KeyID, l.Operator = k.enrol.KeyID, k.enrol.Operator
 	nl := &lease{l: l, index: index, job: j}
 	c.leases[l.LeaseID] = nl
 	c.live[l.LeaseID] = nl
@@ -346,7 +351,9 @@ func (c *Coordinator) applyLeaseEnd(index uint64, signer string, le attest.Lease
 		}
 	}
 	c.consume(pendKey{pendEnd, le.LeaseID})
-	l.ended, l.end, l.endAt = true, le, index
+	// Keep the lease's strings, equal as checked above, as applyLease does.
+	le.LeaseID, le.JobID, le.KeyID = l.l.LeaseID, l.l.JobID, l.l.KeyID
+	l.ended, l.end = true, &leaseEnd{le: le, index: index}
 	delete(c.live, le.LeaseID)
 	delete(c.keys[l.l.KeyID].live, l)
 	j := l.job
@@ -360,10 +367,10 @@ func (l *lease) liveErr() error {
 	switch {
 	case l.done:
 		return ErrDelivered
-	case l.ended && l.end.Reason == attest.LeaseExpired:
+	case l.ended && l.end.le.Reason == attest.LeaseExpired:
 		return ErrLeaseExpired
 	case l.ended:
-		return fmt.Errorf("%w (%s)", ErrLeaseEnded, l.end.Reason)
+		return fmt.Errorf("%w (%s)", ErrLeaseEnded, l.end.le.Reason)
 	}
 	return nil
 }
@@ -404,6 +411,10 @@ func (c *Coordinator) applyJobClose(index uint64, signer string, jc attest.JobCl
 	}
 	c.consume(pendKey{pendClose, jc.JobID})
 	j.closed, j.jc, j.closeAt = true, jc, index
+	// Only leasing reads a job's operators, and a closed job is leased no
+	// more (applyLease refuses it first): free them, since every job ever
+	// applied stays in memory.
+	j.ops = nil
 	delete(c.open, j.j.Build)
 	c.refresh(j)
 	return nil
@@ -477,10 +488,10 @@ func partErr(l *lease, r Result) error {
 	if r.Parts < 1 || r.Parts > maxParts || r.Part < 0 || r.Part >= r.Parts || !validText(r.ResultSet, maxText, false) {
 		return invalid("result", "part %d of %d of result set %q", r.Part, r.Parts, r.ResultSet)
 	}
-	if l.set != "" && (r.ResultSet != l.set || r.Parts != len(l.seen)) {
-		return fmt.Errorf("coord: result under lease %q: part of result set %q (%d parts), lease has %q (%d parts): %w", r.LeaseID, r.ResultSet, r.Parts, l.set, len(l.seen), ErrConflict)
+	if l.set != "" && (r.ResultSet != l.set || r.Parts != l.parts()) {
+		return fmt.Errorf("coord: result under lease %q: part of result set %q (%d parts), lease has %q (%d parts): %w", r.LeaseID, r.ResultSet, r.Parts, l.set, l.parts(), ErrConflict)
 	}
-	if l.set != "" && l.seen[r.Part] {
+	if l.set != "" && l.seen(r.Part) {
 		return fmt.Errorf("coord: result under lease %q: part %d: %w", r.LeaseID, r.Part, ErrDuplicate)
 	}
 	return nil
@@ -495,12 +506,20 @@ func (c *Coordinator) applyResult(index uint64, signer string, r Result) error {
 		return err
 	}
 	if l.set == "" {
-		l.set, l.seen = r.ResultSet, make([]bool, r.Parts)
+		l.set = sharedSet(l.job, r.ResultSet)
+		if r.Parts > 1 {
+			l.multi = &multipart{seen: make([]bool, r.Parts)}
+		}
 	}
-	l.seen[r.Part] = true
-	l.nseen++
-	l.parts = append(l.parts, index)
-	if l.nseen == len(l.seen) {
+	complete := true
+	if m := l.multi; m != nil {
+		m.seen[r.Part] = true
+		m.entries = append(m.entries, index)
+		complete = len(m.entries) == len(m.seen)
+	} else {
+		l.entry = index
+	}
+	if complete {
 		// coordinator.md §Results: the lease's result counts once all its
 		// parts are in; the slot is filled.
 		l.done = true
@@ -511,6 +530,18 @@ func (c *Coordinator) applyResult(index uint64, signer string, r Result) error {
 		c.recount(l.job)
 	}
 	return nil
+}
+
+// sharedSet returns set, as the copy held by a result the job counted
+// already when one has the same digest: a job's results mostly agree, and
+// every lease ever applied stays in memory.
+func sharedSet(j *job, set string) string {
+	for _, s := range j.slots {
+		if s.result != nil && s.result.set == set {
+			return s.result.set
+		}
+	}
+	return set
 }
 
 // recount recomputes a job's slot counters and pool membership. Callers

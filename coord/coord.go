@@ -258,7 +258,7 @@ type job struct {
 	j       attest.Job
 	index   uint64
 	slots   []slot
-	ops     map[string]opState // operators that held, hold or are reserved a lease
+	ops     map[string]opState // operators that held, hold or are reserved a lease; nil once closed
 	live    int                // slots with a live lease
 	free    int                // slots leasable now: no lease, not reserved, not delivered, attempts left
 	held    int                // slots reserved by an outstanding lease decision
@@ -287,21 +287,97 @@ type slot struct {
 	result   *lease // the lease that delivered, when done
 }
 
-// lease is an applied lease.
+// lease is an applied lease. The state keeps every lease ever applied, so
+// its size is the coordinator's memory per result (BenchmarkLeaseMemory):
+// what only some leases need (an end, the parts of a multi-part result) is
+// held by pointer, and l's strings are the job's and the enrolment's.
 type lease struct {
 	l      attest.Lease
 	index  uint64
 	job    *job
+	end    *leaseEnd  // set when ended
+	set    string     // result-set digest of the parts seen, "" before the first
+	entry  uint64     // log index of a one-part result
+	multi  *multipart // the parts of a result set of more than one part
+	holds  int32      // outstanding result holds
+	ending ending     // reason of an outstanding LeaseEnd decision
 	ended  bool
-	end    attest.LeaseEnd
-	endAt  uint64
-	done   bool   // the whole result set is in
-	set    string // result-set digest of the parts seen
-	parts  []uint64
-	seen   []bool
-	nseen  int
-	holds  int    // outstanding result holds
-	ending string // reason of an outstanding LeaseEnd decision
+	done   bool // the whole result set is in
+}
+
+// ending is the reason of a lease's outstanding LeaseEnd decision, in a
+// byte rather than a string so that a lease fits in 256 bytes.
+type ending uint8
+
+const (
+	notEnding ending = iota
+	endingFailed
+	endingAbandoned
+	endingExpired
+)
+
+// endingOf returns the ending of a LeaseEnd reason.
+func endingOf(reason string) ending {
+	switch reason {
+	case attest.LeaseFailed:
+		return endingFailed
+	case attest.LeaseAbandoned:
+		return endingAbandoned
+	}
+	return endingExpired
+}
+
+// String returns the LeaseEnd reason.
+func (e ending) String() string {
+	switch e {
+	case endingFailed:
+		return attest.LeaseFailed
+	case endingAbandoned:
+		return attest.LeaseAbandoned
+	case endingExpired:
+		return attest.LeaseExpired
+	}
+	return ""
+}
+
+// leaseEnd is the LeaseEnd entry that ended a lease, and its log index.
+type leaseEnd struct {
+	le    attest.LeaseEnd
+	index uint64
+}
+
+// multipart is what a lease has of a result set split into several parts.
+type multipart struct {
+	seen    []bool   // by part number
+	entries []uint64 // log indices of the parts seen, in log order
+}
+
+// parts returns the number of parts of the lease's result set, once one
+// part is in.
+func (l *lease) parts() int {
+	if l.multi == nil {
+		return 1
+	}
+	return len(l.multi.seen)
+}
+
+// seen reports whether part of the lease's result set is in.
+func (l *lease) seen(part int) bool {
+	if l.multi == nil {
+		return l.set != ""
+	}
+	return l.multi.seen[part]
+}
+
+// entries returns the log indices of the parts in, in log order.
+func (l *lease) entries() []uint64 {
+	switch {
+	case l.set == "":
+		return nil
+	case l.multi == nil:
+		return []uint64{l.entry}
+	}
+	return append([]uint64(nil), l.multi.entries...)
 }
 
 // pool is an indexed set of jobs, for uniform random choice in O(1).

@@ -220,7 +220,7 @@ func (c *Coordinator) EndLease(keyID, leaseID, reason, detail string, now time.T
 	if err := l.liveErr(); err != nil {
 		return nil, fmt.Errorf("coord: end lease %q: %w", leaseID, err)
 	}
-	if l.ending != "" || l.holds > 0 {
+	if l.ending != notEnding || l.holds > 0 {
 		return nil, fmt.Errorf("coord: end lease %q: %w", leaseID, ErrBusy)
 	}
 	le := attest.LeaseEnd{LeaseID: leaseID, JobID: l.l.JobID, KeyID: keyID, Reason: reason, Detail: detail, At: norm(now)}
@@ -229,8 +229,8 @@ func (c *Coordinator) EndLease(keyID, leaseID, reason, detail string, now time.T
 
 // reserveEnd reserves a lease's ending. Callers hold c.mu.
 func (c *Coordinator) reserveEnd(l *lease, le attest.LeaseEnd) *Reservation {
-	l.ending = le.Reason
-	return c.reserve(pendKey{pendEnd, le.LeaseID}, le, func() { l.ending = "" })
+	l.ending = endingOf(le.Reason)
+	return c.reserve(pendKey{pendEnd, le.LeaseID}, le, func() { l.ending = notEnding })
 }
 
 // Expire decides the ends of the live leases that are past their expiry at
@@ -252,7 +252,7 @@ func (c *Coordinator) Expire(now time.Time) []*Reservation {
 			continue
 		}
 		keep = append(keep, l)
-		if l.ending == "" && l.holds == 0 {
+		if l.ending == notEnding && l.holds == 0 {
 			ends = append(ends, l)
 			seen[l] = true
 		}
@@ -266,7 +266,7 @@ func (c *Coordinator) Expire(now time.Time) []*Reservation {
 			continue
 		}
 		for l := range k.live {
-			if !seen[l] && l.ending == "" && l.holds == 0 {
+			if !seen[l] && l.ending == notEnding && l.holds == 0 {
 				ends = append(ends, l)
 				seen[l] = true
 			}
@@ -343,9 +343,9 @@ func (c *Coordinator) checkResult(keyID string, b attest.BuildID, leaseID string
 	switch {
 	case c.keys[keyID].revoking:
 		return nil, fmt.Errorf("coord: result of %q: being revoked: %w", keyID, ErrRevoked)
-	case l.ending == attest.LeaseExpired || !now.Before(l.l.Expires):
+	case l.ending == endingExpired || !now.Before(l.l.Expires):
 		return nil, fmt.Errorf("coord: result under lease %q: expired at %s: %w", leaseID, l.l.Expires.Format(time.RFC3339), ErrLeaseExpired)
-	case l.ending != "":
+	case l.ending != notEnding:
 		return nil, fmt.Errorf("coord: result under lease %q: being ended as %s: %w", leaseID, l.ending, ErrLeaseEnded)
 	}
 	return l, nil

@@ -58,7 +58,7 @@ func (c *Coordinator) status(j *job) JobStatus {
 		}
 		if s.result != nil {
 			l := s.result
-			st.Results = append(st.Results, Delivery{LeaseID: l.l.LeaseID, KeyID: l.l.KeyID, Operator: l.l.Operator, ResultSet: l.set, Entries: append([]uint64(nil), l.parts...)})
+			st.Results = append(st.Results, Delivery{LeaseID: l.l.LeaseID, KeyID: l.l.KeyID, Operator: l.l.Operator, ResultSet: l.set, Entries: l.entries()})
 		}
 	}
 	return st
