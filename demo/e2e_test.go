@@ -81,7 +81,12 @@ func startNetwork(t *testing.T, s Scenario) (*Network, *Result, error) {
 	t.Helper()
 	var out bytes.Buffer
 	var mu sync.Mutex
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	// Builds run at idle priority (nice 19, SCHED_IDLE), so they wait
+	// whenever anything else wants the CPUs, other test packages included:
+	// a stage that takes seconds alone took minutes beside two busy loops.
+	// The limits leave room for that; both scenarios together stay within
+	// make test's 14-minute timeout.
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	t.Cleanup(cancel)
 	n, err := Start(ctx, Config{
 		Skyline:  skylineBinary(t),
@@ -89,7 +94,7 @@ func startNetwork(t *testing.T, s Scenario) (*Network, *Result, error) {
 		Dir:      t.TempDir(),
 		Scenario: s,
 		Out:      syncWriter{&mu, &out},
-		Timeout:  2 * time.Minute,
+		Timeout:  4 * time.Minute,
 	})
 	t.Cleanup(func() {
 		n.Close()
