@@ -36,6 +36,29 @@ func rawRequest(host, path string, body []byte) []byte {
 	return b.Bytes()
 }
 
+// rawRequests formats the POST /submit of each envelope to addr (with
+// ?wait=1 when wait is set).
+func rawRequests(addr string, wait bool, envs [][]byte) [][]byte {
+	path := "/submit"
+	if wait {
+		path += "?wait=1"
+	}
+	reqs := make([][]byte, len(envs))
+	for i, env := range envs {
+		reqs[i] = rawRequest(addr, path, env)
+	}
+	return reqs
+}
+
+// rawSubmitters makes n raw clients of addr sharing the requests reqs.
+func rawSubmitters(addr string, reqs [][]byte, n int) []submitter {
+	out := make([]submitter, n)
+	for i := range out {
+		out[i] = &rawSubmitter{newRawConn(addr), reqs}
+	}
+	return out
+}
+
 // do sends a pre-formatted request and returns the status code and body
 // of the answer (the body is valid until the next call). A broken
 // connection is redialled once on the next call.

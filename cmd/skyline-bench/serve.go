@@ -241,24 +241,28 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 			}
 		}()
 	}
-	var load loadResult
-	cpu0 := cpuSeconds()
+	var (
+		load  loadResult
+		total float64 // CPU seconds of server and load generator together
+	)
 	if f.loadgen == "child" {
 		load, err = runChildLoad(ctx, f, ln.Addr().String(), envs, stderr)
 		if err != nil {
 			return "", err
 		}
+		total = load.serverCPU + load.cpu
 	} else {
 		submitters, err := newSubmitters(f, ln.Addr().String(), httpc, envs)
 		if err != nil {
 			return "", err
 		}
+		cpu0 := cpuSeconds()
 		load = drive(ctx, submitters, len(envs), f.rate)
+		total = cpuSeconds() - cpu0
 		for _, c := range submitters {
 			c.close()
 		}
 	}
-	cpu := cpuSeconds() - cpu0
 	if f.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -279,10 +283,9 @@ func benchServe(f serveFlags, stderr io.Writer) (string, error) {
 	serverCPU, loadCPU := -1.0, -1.0
 	if f.loadgen == "child" {
 		serverCPU, loadCPU = per1k(load.serverCPU), per1k(load.cpu)
-		cpu = load.serverCPU
 	}
 	return fmt.Sprintf("subs_per_s=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f failures=%d cpu_s_per_1k=%.3f server_cpu_s_per_1k=%.3f loadgen_cpu_s_per_1k=%.3f n=%d c=%d mode=%s wait=%t operators=%d cp_interval=%s client=%s loadgen=%s env_bytes=%d dedup=true sigcheck=true",
-		float64(len(envs))/load.elapsed.Seconds(), pct(load.lat, 0.50), pct(load.lat, 0.99), pct(load.lat, 1), load.failures, per1k(cpu+load.cpu), serverCPU, loadCPU,
+		float64(len(envs))/load.elapsed.Seconds(), pct(load.lat, 0.50), pct(load.lat, 0.99), pct(load.lat, 1), load.failures, per1k(total), serverCPU, loadCPU,
 		len(envs), f.conc, mode, f.wait, f.operators, f.cpInterval, f.client, f.loadgen, envBytes/len(envs)), nil
 }
 
@@ -308,27 +311,16 @@ type submitter interface {
 
 // newSubmitters makes f.conc load-generator clients of the server at addr.
 func newSubmitters(f serveFlags, addr string, httpc *http.Client, envs [][]byte) ([]submitter, error) {
+	if f.client != "go" {
+		return rawSubmitters(addr, rawRequests(addr, f.wait, envs), f.conc), nil
+	}
 	out := make([]submitter, f.conc)
-	path := "/submit"
-	if f.wait {
-		path += "?wait=1"
-	}
-	if f.client == "go" {
-		for i := range out {
-			c, err := api.NewClient(api.ClientConfig{URL: "http://" + addr, HTTP: httpc})
-			if err != nil {
-				return nil, err
-			}
-			out[i] = goSubmitter{c, envs, f.wait}
-		}
-		return out, nil
-	}
-	reqs := make([][]byte, len(envs))
-	for i, env := range envs {
-		reqs[i] = rawRequest(addr, path, env)
-	}
 	for i := range out {
-		out[i] = &rawSubmitter{newRawConn(addr), reqs}
+		c, err := api.NewClient(api.ClientConfig{URL: "http://" + addr, HTTP: httpc})
+		if err != nil {
+			return nil, err
+		}
+		out[i] = goSubmitter{c, envs, f.wait}
 	}
 	return out, nil
 }

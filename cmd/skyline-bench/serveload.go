@@ -39,13 +39,8 @@ func runChildLoad(ctx context.Context, f serveFlags, addr string, envs [][]byte,
 	}
 	defer os.RemoveAll(dir)
 	file := filepath.Join(dir, "requests")
-	path := "/submit"
-	if f.wait {
-		path += "?wait=1"
-	}
 	var b bytes.Buffer
-	for _, env := range envs {
-		req := rawRequest(addr, path, env)
+	for _, req := range rawRequests(addr, f.wait, envs) {
 		b.Write(binary.BigEndian.AppendUint32(nil, uint32(len(req))))
 		b.Write(req)
 	}
@@ -119,10 +114,7 @@ func runServeLoad(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "skyline-bench serve-load:", err)
 		return 1
 	}
-	subs := make([]submitter, *conc)
-	for i := range subs {
-		subs[i] = &rawSubmitter{newRawConn(*addr), reqs}
-	}
+	subs := rawSubmitters(*addr, reqs, *conc)
 	fmt.Fprintln(stdout, "start")
 	cpu0 := cpuSeconds()
 	load := drive(context.Background(), subs, len(reqs), *rate)
