@@ -353,7 +353,7 @@ func (c *Coordinator) applyLeaseEnd(index uint64, signer string, le attest.Lease
 	c.consume(pendKey{pendEnd, le.LeaseID})
 	// Keep the lease's strings, equal as checked above, as applyLease does.
 	le.LeaseID, le.JobID, le.KeyID = l.l.LeaseID, l.l.JobID, l.l.KeyID
-	l.ended, l.end = true, &leaseEnd{le: le, index: index}
+	l.end = &leaseEnd{le: le, index: index}
 	delete(c.live, le.LeaseID)
 	delete(c.keys[l.l.KeyID].live, l)
 	j := l.job
@@ -367,9 +367,9 @@ func (l *lease) liveErr() error {
 	switch {
 	case l.done:
 		return ErrDelivered
-	case l.ended && l.end.le.Reason == attest.LeaseExpired:
+	case l.ended() && l.end.le.Reason == attest.LeaseExpired:
 		return ErrLeaseExpired
-	case l.ended:
+	case l.ended():
 		return fmt.Errorf("%w (%s)", ErrLeaseEnded, l.end.le.Reason)
 	}
 	return nil

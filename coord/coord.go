@@ -301,9 +301,11 @@ type lease struct {
 	multi  *multipart // the parts of a result set of more than one part
 	holds  int32      // outstanding result holds
 	ending ending     // reason of an outstanding LeaseEnd decision
-	ended  bool
-	done   bool // the whole result set is in
+	done   bool       // the whole result set is in
 }
+
+// ended reports whether a LeaseEnd ended the lease.
+func (l *lease) ended() bool { return l.end != nil }
 
 // ending is the reason of a lease's outstanding LeaseEnd decision, in a
 // byte rather than a string so that a lease fits in 256 bytes.

@@ -248,7 +248,7 @@ func (c *Coordinator) Expire(now time.Time) []*Reservation {
 	// that an expiry whose logging fails is decided again later.
 	for len(c.expiry) > 0 && !now.Before(c.expiry[0].l.Expires) {
 		l := heap.Pop(&c.expiry).(*lease)
-		if l.ended || l.done {
+		if l.ended() || l.done {
 			continue
 		}
 		keep = append(keep, l)

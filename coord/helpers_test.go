@@ -209,7 +209,7 @@ func checkInvariants(t testing.TB, c *Coordinator) {
 			t.Fatalf("lease %q is attempt %d > %d", l.l.LeaseID, l.l.Attempt, c.cfg.MaxAttempts)
 		}
 		s := l.job.slots[l.l.Slot]
-		if !l.ended && !l.done && s.lease != l {
+		if !l.ended() && !l.done && s.lease != l {
 			t.Fatalf("live lease %q is not its slot's lease", l.l.LeaseID)
 		}
 	}
@@ -219,7 +219,7 @@ func checkInvariants(t testing.TB, c *Coordinator) {
 		for i, s := range j.slots {
 			if s.lease != nil {
 				live++
-				if seen[s.lease] || s.lease.l.Slot != i || s.lease.ended || s.lease.done {
+				if seen[s.lease] || s.lease.l.Slot != i || s.lease.ended() || s.lease.done {
 					t.Fatalf("job %q slot %d holds a bad lease", j.j.JobID, i)
 				}
 				seen[s.lease] = true
@@ -247,13 +247,13 @@ func checkInvariants(t testing.TB, c *Coordinator) {
 	}
 	inHeap, perKey := 0, 0
 	for _, l := range c.expiry {
-		if !l.ended && !l.done {
+		if !l.ended() && !l.done {
 			inHeap++
 		}
 	}
 	for _, k := range c.keys {
 		for l := range k.live {
-			if l.ended || l.done || l.l.KeyID != k.enrol.KeyID {
+			if l.ended() || l.done || l.l.KeyID != k.enrol.KeyID {
 				t.Fatalf("key %.8s lists a lease that is not its live lease", k.enrol.KeyID)
 			}
 			perKey++
