@@ -356,9 +356,9 @@ func (n *Network) notices(ctx context.Context, res *Result) error {
 func (n *Network) leaderboard(ctx context.Context, res *Result) error {
 	n.say("the leaderboard (skyline stats): %s/stats/", n.StatsURL)
 	c := &http.Client{Timeout: 10 * time.Second}
-	cp, err := getBytes(ctx, c, n.LogURL+"/checkpoint")
+	cp, err := n.admin.Checkpoint(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("demo: %w", err)
 	}
 	size, err := api.CheckpointSize(cp)
 	if err != nil {
@@ -367,7 +367,7 @@ func (n *Network) leaderboard(ctx context.Context, res *Result) error {
 	deadline := time.Now().Add(n.cfg.Timeout)
 	for {
 		var h stats.Health
-		if err := getJSON(ctx, c, n.StatsURL+"/api/stats/health", &h); err != nil {
+		if err := getJSON(ctx, c, n.StatsURL, "api/stats/health", &h); err != nil {
 			return err
 		}
 		if h.Next >= size {
@@ -381,7 +381,7 @@ func (n *Network) leaderboard(ctx context.Context, res *Result) error {
 		}
 	}
 	var b stats.Board
-	if err := getJSON(ctx, c, n.StatsURL+"/api/stats/leaderboard", &b); err != nil {
+	if err := getJSON(ctx, c, n.StatsURL, "api/stats/leaderboard", &b); err != nil {
 		return err
 	}
 	res.Leaderboard = &b
@@ -392,33 +392,14 @@ func (n *Network) leaderboard(ctx context.Context, res *Result) error {
 	return nil
 }
 
-func getBytes(ctx context.Context, c *http.Client, url string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, fmt.Errorf("demo: %w", err)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("demo: get %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("demo: get %s: %s", url, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("demo: get %s: %w", url, err)
-	}
-	return b, nil
-}
-
-func getJSON(ctx context.Context, c *http.Client, url string, v any) error {
-	b, err := getBytes(ctx, c, url)
+// getJSON decodes the JSON at path of the server at base.
+func getJSON(ctx context.Context, c *http.Client, base, path string, v any) error {
+	b, err := (&reader{ctx: ctx, c: c, base: base}).get(path)
 	if err != nil {
 		return err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("demo: get %s: %w", url, err)
+		return fmt.Errorf("demo: %s/%s: %w", base, path, err)
 	}
 	return nil
 }
