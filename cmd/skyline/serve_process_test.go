@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -20,6 +19,7 @@ import (
 	"github.com/fedora-skyline/skyline/api"
 	"github.com/fedora-skyline/skyline/attest"
 	"github.com/fedora-skyline/skyline/coord"
+	"github.com/fedora-skyline/skyline/witness"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -368,24 +368,15 @@ func checkConsistent(t *testing.T, c *api.Client, v note.Verifier, cp []byte) {
 	}
 }
 
+// openCheckpoint verifies a checkpoint of the served log and returns its
+// size and root.
 func openCheckpoint(t *testing.T, v note.Verifier, cp []byte) (int64, tlog.Hash) {
 	t.Helper()
-	n, err := note.Open(cp, note.VerifierList(v))
+	c, err := witness.ParseCheckpoint(cp, processOrigin, v)
 	if err != nil {
-		t.Fatalf("checkpoint: %v", err)
+		t.Fatal(err)
 	}
-	lines := strings.Split(n.Text, "\n")
-	size, err := api.CheckpointSize(cp)
-	if err != nil || len(lines) < 3 {
-		t.Fatalf("checkpoint %q: %v", n.Text, err)
-	}
-	raw, err := base64.StdEncoding.DecodeString(lines[2])
-	if err != nil || len(raw) != tlog.HashSize {
-		t.Fatalf("checkpoint root %q: %v", lines[2], errors.Join(err, fmt.Errorf("%d bytes", len(raw))))
-	}
-	var h tlog.Hash
-	copy(h[:], raw)
-	return int64(size), h
+	return int64(c.Size), c.Hash
 }
 
 // TestServeGracefulStop sends SIGTERM to a real `skyline serve` process
