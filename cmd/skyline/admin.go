@@ -123,11 +123,7 @@ func (f adminFlags) logOrigin() (string, error) {
 	if *f.logKey == "" {
 		return "", errors.New("--log-key or --origin is required: a request names the log it is for")
 	}
-	vkey := *f.logKey
-	if data, err := os.ReadFile(vkey); err == nil {
-		vkey = strings.TrimSpace(string(data))
-	}
-	v, err := note.NewVerifier(vkey)
+	v, err := note.NewVerifier(vkeyArg(*f.logKey))
 	if err != nil {
 		return "", fmt.Errorf("--log-key: not a signed-note verifier key: %w", err)
 	}

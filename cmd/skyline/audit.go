@@ -103,12 +103,8 @@ Flags:
 	if *maxAttempts < 1 || *maxWanted < 1 {
 		return usage("--max-attempts %d and --max-wanted %d must be at least 1", *maxAttempts, *maxWanted)
 	}
-	vkey := *pub
-	if data, err := os.ReadFile(vkey); err == nil {
-		vkey = strings.TrimSpace(string(data))
-	}
 	cfg := witness.AuditConfig{
-		URL: *logURL, Origin: *origin, LogKey: vkey,
+		URL: *logURL, Origin: *origin, LogKey: vkeyArg(*pub),
 		Policy:     &witness.Policy{Leases: *leases, Quorum: *quorum, MaxDissent: *dissent, RequireOfficialMatch: *official},
 		Breaker:    &witness.BreakerConfig{Window: *bw, Threshold: *bt, MinSample: *bm, Mismatches: witness.DefaultBreakerConfig().Mismatches, MismatchWindow: witness.DefaultBreakerConfig().MismatchWindow},
 		Client:     &http.Client{Timeout: time.Minute},

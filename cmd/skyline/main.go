@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 )
 
 // Exit codes shared by every subcommand unless its help says otherwise.
@@ -93,4 +94,13 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 		return exitUsage, false
 	}
 	return exitOK, true
+}
+
+// vkeyArg returns the signed-note verifier key a flag gives: the key
+// itself, or the name of a file holding it.
+func vkeyArg(arg string) string {
+	if data, err := os.ReadFile(arg); err == nil {
+		return strings.TrimSpace(string(data))
+	}
+	return arg
 }
